@@ -1,0 +1,81 @@
+//! The one error type of the crate. Every message says what went wrong and what the user can do.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong between an image file and a list of faces.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("no GPU adapter found (backends: {backends}); install a Vulkan, Metal, DX12 or GL driver, e.g. `apt-get install mesa-vulkan-drivers libvulkan1` for a software one, or set WGPU_BACKEND")]
+    NoAdapter { backends: String },
+
+    #[error("could not open a device on adapter {adapter:?}: {reason}")]
+    DeviceRequest { adapter: String, reason: String },
+
+    #[error("the GPU reported an error during {stage}: {reason}")]
+    Gpu { stage: String, reason: String },
+
+    #[error("weights not found; looked in: {searched}. Get `retinaface_mnet025.safetensors` (see weights/README.md for its source, licence and sha256) and put it in one of those places, pass `--weights PATH`, or set RETINAFACE_WEIGHTS")]
+    WeightsNotFound { searched: String },
+
+    #[error("cannot read weights file {path}: {reason}")]
+    WeightsFile { path: PathBuf, reason: String },
+
+    #[error("weights are missing tensor `{name}`; is this a RetinaFace-MobileNet0.25 state dict?")]
+    MissingTensor { name: String },
+
+    #[error("weight tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("weight tensor `{name}` has dtype {found}, expected F32")]
+    TensorDtype { name: String, found: String },
+
+    #[error("weight tensor `{name}` holds a non-finite value (NaN or infinity) at element {index}; the file is corrupt")]
+    NonFiniteWeight { name: String, index: usize },
+
+    #[error("cannot read image {path}: {reason}")]
+    ImageRead { path: PathBuf, reason: String },
+
+    #[error("cannot decode image{}: {reason}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    ImageDecode {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+
+    #[error("unsupported pixel format {format} in image{}; convert it to 8-bit RGB, RGBA or grey first", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    UnsupportedPixelFormat {
+        path: Option<PathBuf>,
+        format: String,
+    },
+
+    #[error("image is {width}x{height}, smaller than the {min}x{min} pixels the detector needs (its smallest anchor is 16 px)")]
+    ImageTooSmall { width: u32, height: u32, min: u32 },
+
+    #[error("a {width}x{height} network input needs a {bytes}-byte buffer for `{tensor}`, over this device's limit of {limit} bytes per storage binding; use `--resize max:{suggested_max_side}` (API: Resize::MaxSide({suggested_max_side})) or a smaller image")]
+    ImageTooLarge {
+        width: u32,
+        height: u32,
+        tensor: String,
+        bytes: u64,
+        limit: u64,
+        suggested_max_side: u32,
+    },
+
+    #[error("pixel buffer holds {found} bytes, expected {expected} for a {width}x{height} image with {channels} channels")]
+    PixelBufferSize {
+        width: u32,
+        height: u32,
+        channels: u32,
+        expected: usize,
+        found: usize,
+    },
+
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,88 @@
+//! Device acquisition: our own instance/adapter/device, or the caller's device and queue.
+
+mod buffers;
+
+pub use buffers::{download_f32, upload_f32};
+pub(crate) use buffers::{read_buffer, storage_buffer, uniform_buffer};
+
+use crate::error::{Error, Result};
+
+/// A device and queue the detector runs on, with the limits it may use.
+///
+/// Cheap to clone: wgpu's handles are reference counted.
+#[derive(Clone, Debug)]
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    /// `None` when the caller handed us a device without its adapter.
+    pub adapter_info: Option<wgpu::AdapterInfo>,
+}
+
+impl GpuContext {
+    /// Opens the default adapter, honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
+    /// `WGPU_POWER_PREF`, and asks for the adapter's own limits: the defaults (128 MiB per
+    /// binding, 8 storage buffers per stage) are smaller than what most adapters give.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    pub async fn new_async() -> Result<Self> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = format!("{:?}", desc.backends);
+        let instance = wgpu::Instance::new(desc);
+        let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
+            .await
+            .map_err(|_| Error::NoAdapter { backends })?;
+        let info = adapter.get_info();
+        // Timestamps are optional: profiling is off where the adapter lacks them.
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("retinaface"),
+                required_features: adapter.features() & wanted,
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            device,
+            queue,
+            adapter_info: Some(info),
+        })
+    }
+
+    /// Runs on a device the caller already has (a game's or a renderer's).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self {
+            device,
+            queue,
+            adapter_info: None,
+        }
+    }
+
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// The largest storage buffer one shader binding may see.
+    pub fn max_binding_bytes(&self) -> u64 {
+        let l = self.device.limits();
+        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size)
+    }
+
+    /// Blocks until all submitted work is done, turning a lost device into an error.
+    pub(crate) fn wait(&self, stage: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu {
+                stage: stage.to_string(),
+                reason: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,310 @@
+//! Host side of `shaders/conv.wgsl`: dense k x k convolution, stride 1 or 2, fused bias and
+//! activation, output into a channel slice.
+
+use std::sync::Arc;
+
+use super::{div_ceil, Activation, Kernel, Slot, Step, Workgroups};
+use crate::gpu::{uniform_buffer, GpuContext};
+
+pub const SOURCE: &str = include_str!("../../shaders/conv.wgsl");
+
+/// Output pixels along x per invocation; must match `PX` in the shader.
+const PX: u32 = 4;
+
+/// The shape of one convolution applied to one input size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub in_w: u32,
+    pub in_h: u32,
+    pub in_c: u32,
+    pub out_c: u32,
+    pub ksize: u32,
+    pub stride: u32,
+}
+
+impl ConvShape {
+    pub fn pad(&self) -> u32 {
+        self.ksize / 2
+    }
+    pub fn out_w(&self) -> u32 {
+        (self.in_w + 2 * self.pad() - self.ksize) / self.stride + 1
+    }
+    pub fn out_h(&self) -> u32 {
+        (self.in_h + 2 * self.pad() - self.ksize) / self.stride + 1
+    }
+    /// Multiply-accumulates of one application, for the profiler and benchmarks.
+    pub fn macs(&self) -> u64 {
+        self.out_w() as u64
+            * self.out_h() as u64
+            * self.out_c as u64
+            * self.in_c as u64
+            * (self.ksize * self.ksize) as u64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    in_w: u32,
+    in_h: u32,
+    in_c: u32,
+    out_w: u32,
+    out_h: u32,
+    out_c: u32,
+    out_c_stride: u32,
+    out_c_offset: u32,
+    ksize: u32,
+    stride: u32,
+    pad: u32,
+    act: u32,
+    w_offset: u32,
+    b_offset: u32,
+    co4: u32,
+    _pad: u32,
+}
+
+pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
+    Kernel::new(
+        ctx,
+        "conv",
+        SOURCE,
+        "main",
+        &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite],
+    )
+}
+
+/// Where a layer's packed weights live in the weight buffer, in f32 units (multiples of 4).
+#[derive(Clone, Copy, Debug)]
+pub struct PackedAt {
+    pub weights: usize,
+    pub bias: usize,
+}
+
+/// Output of a convolution: a buffer of `channels` channels per pixel, written from `offset` on.
+pub(crate) struct Target<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub channels: u32,
+    pub offset: u32,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn step(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    label: &str,
+    shape: ConvShape,
+    act: Activation,
+    src: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    at: PackedAt,
+    dst: Target<'_>,
+) -> Step {
+    let co4 = div_ceil(shape.out_c, 4);
+    let params = Params {
+        in_w: shape.in_w,
+        in_h: shape.in_h,
+        in_c: shape.in_c,
+        out_w: shape.out_w(),
+        out_h: shape.out_h(),
+        out_c: shape.out_c,
+        out_c_stride: dst.channels,
+        out_c_offset: dst.offset,
+        ksize: shape.ksize,
+        stride: shape.stride,
+        pad: shape.pad(),
+        act: act as u32,
+        w_offset: (at.weights / 4) as u32,
+        b_offset: (at.bias / 4) as u32,
+        co4,
+        _pad: 0,
+    };
+    let uniform = uniform_buffer(ctx, label, &params);
+    Step {
+        label: label.to_string(),
+        kernel: kernel.clone(),
+        bind_group: kernel.bind(ctx, &[&uniform, src, weights, dst.buffer]),
+        workgroups: Workgroups::Direct([
+            div_ceil(div_ceil(shape.out_w(), PX), 8),
+            div_ceil(shape.out_h(), 8),
+            co4,
+        ]),
+    }
+}
+
+/// Repacks PyTorch's `[co][ci][ky][kx]` weights into the shader's `[ky][kx][ci][co padded to 4]`.
+pub fn pack_weights(w: &[f32], out_c: usize, in_c: usize, k: usize) -> Vec<f32> {
+    let co_p = out_c.next_multiple_of(4);
+    let mut out = vec![0f32; k * k * in_c * co_p];
+    for co in 0..out_c {
+        for ci in 0..in_c {
+            for ky in 0..k {
+                for kx in 0..k {
+                    out[((ky * k + kx) * in_c + ci) * co_p + co] =
+                        w[((co * in_c + ci) * k + ky) * k + kx];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Bias padded with zeros to a multiple of 4 channels.
+pub fn pack_bias(b: &[f32]) -> Vec<f32> {
+    let mut out = b.to_vec();
+    out.resize(b.len().next_multiple_of(4), 0.0);
+    out
+}
+
+/// CPU reference: HWC input, PyTorch-layout weights, HWC output of `shape.out_c` channels.
+pub fn cpu(shape: ConvShape, act: Activation, src: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    let (iw, ih, ic, oc, k, s, pad) = (
+        shape.in_w as i64,
+        shape.in_h as i64,
+        shape.in_c as usize,
+        shape.out_c as usize,
+        shape.ksize as i64,
+        shape.stride as i64,
+        shape.pad() as i64,
+    );
+    let (ow, oh) = (shape.out_w() as usize, shape.out_h() as usize);
+    let mut out = vec![0f32; ow * oh * oc];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for co in 0..oc {
+                let mut acc = b[co] as f64;
+                for ky in 0..k {
+                    let iy = oy as i64 * s + ky - pad;
+                    if iy < 0 || iy >= ih {
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let ix = ox as i64 * s + kx - pad;
+                        if ix < 0 || ix >= iw {
+                            continue;
+                        }
+                        let base = ((iy * iw + ix) as usize) * ic;
+                        for ci in 0..ic {
+                            let wv = w[((co * ic + ci) * k as usize + ky as usize) * k as usize
+                                + kx as usize];
+                            acc += src[base + ci] as f64 * wv as f64;
+                        }
+                    }
+                }
+                out[(oy * ow + ox) * oc + co] = act.apply(acc as f32);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{download_f32, upload_f32};
+    use crate::ops::run_steps;
+    use crate::ops::testutil::{assert_close, ctx, Rng};
+
+    fn check(shape: ConvShape, act: Activation, slice: Option<(u32, u32)>, seed: u64) {
+        let ctx = ctx();
+        let mut rng = Rng(seed);
+        let k = shape.ksize as usize;
+        let (ic, oc) = (shape.in_c as usize, shape.out_c as usize);
+        let src = rng.vec((shape.in_w * shape.in_h) as usize * ic);
+        let w = rng.vec(oc * ic * k * k);
+        let b = rng.vec(oc);
+        // Weights start at a non-zero offset, as they do inside the model's weight buffer.
+        let mut arena = vec![0f32; 8];
+        let wat = arena.len();
+        arena.extend(pack_weights(&w, oc, ic, k));
+        let bat = arena.len();
+        arena.extend(pack_bias(&b));
+        let (channels, offset) = slice.unwrap_or((shape.out_c, 0));
+        let pixels = (shape.out_w() * shape.out_h()) as usize;
+        let src_buf = upload_f32(ctx, "src", &src);
+        let w_buf = upload_f32(ctx, "w", &arena);
+        let sentinel = vec![7.5f32; pixels * channels as usize];
+        let dst_buf = upload_f32(ctx, "dst", &sentinel);
+        let kern = kernel(ctx);
+        let target = Target {
+            buffer: &dst_buf,
+            channels,
+            offset,
+        };
+        let at = PackedAt {
+            weights: wat,
+            bias: bat,
+        };
+        run_steps(
+            ctx,
+            &[step(
+                ctx, &kern, "conv", shape, act, &src_buf, &w_buf, at, target,
+            )],
+        );
+        let gpu = download_f32(ctx, &dst_buf, sentinel.len()).unwrap();
+        let cpu = cpu(shape, act, &src, &w, &b);
+        let mut got = Vec::with_capacity(cpu.len());
+        for px in 0..pixels {
+            for c in 0..channels as usize {
+                let v = gpu[px * channels as usize + c];
+                if c >= offset as usize && c < (offset + shape.out_c) as usize {
+                    got.push(v);
+                } else {
+                    assert_eq!(v, 7.5, "conv wrote outside its channel slice");
+                }
+            }
+        }
+        assert_close(&got, &cpu, 1e-4, &format!("{shape:?}"));
+    }
+
+    #[test]
+    fn conv3x3_stride1_odd_sizes() {
+        let s = ConvShape {
+            in_w: 13,
+            in_h: 7,
+            in_c: 5,
+            out_c: 7,
+            ksize: 3,
+            stride: 1,
+        };
+        check(s, Activation::Leaky, None, 1);
+    }
+
+    #[test]
+    fn conv3x3_stride2_odd_sizes() {
+        let s = ConvShape {
+            in_w: 17,
+            in_h: 11,
+            in_c: 3,
+            out_c: 10,
+            ksize: 3,
+            stride: 2,
+        };
+        check(s, Activation::Relu, None, 2);
+    }
+
+    #[test]
+    fn conv1x1_into_channel_slice() {
+        let s = ConvShape {
+            in_w: 9,
+            in_h: 5,
+            in_c: 19,
+            out_c: 6,
+            ksize: 1,
+            stride: 1,
+        };
+        check(s, Activation::None, Some((15, 5)), 3);
+    }
+
+    #[test]
+    fn conv3x3_wide_channels() {
+        let s = ConvShape {
+            in_w: 21,
+            in_h: 6,
+            in_c: 67,
+            out_c: 33,
+            ksize: 3,
+            stride: 1,
+        };
+        check(s, Activation::Leaky, None, 4);
+    }
+}

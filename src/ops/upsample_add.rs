@@ -1,0 +1,1 @@
+//! Host side of `shaders/upsample_add.wgsl`.
