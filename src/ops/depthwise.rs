@@ -1,1 +1,215 @@
-//! Host side of `shaders/depthwise.wgsl`.
+//! Host side of `shaders/depthwise.wgsl`: depthwise 3x3 convolution, stride 1 or 2, fused bias
+//! and activation.
+
+use std::sync::Arc;
+
+use super::{div_ceil, Activation, Kernel, Slot, Step, Workgroups};
+use crate::gpu::{uniform_buffer, GpuContext};
+
+pub const SOURCE: &str = include_str!("../../shaders/depthwise.wgsl");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DwShape {
+    pub in_w: u32,
+    pub in_h: u32,
+    pub channels: u32,
+    pub stride: u32,
+}
+
+impl DwShape {
+    pub fn out_w(&self) -> u32 {
+        (self.in_w - 1) / self.stride + 1
+    }
+    pub fn out_h(&self) -> u32 {
+        (self.in_h - 1) / self.stride + 1
+    }
+    pub fn macs(&self) -> u64 {
+        self.out_w() as u64 * self.out_h() as u64 * self.channels as u64 * 9
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    in_w: u32,
+    in_h: u32,
+    channels: u32,
+    out_w: u32,
+    out_h: u32,
+    stride: u32,
+    act: u32,
+    w_offset: u32,
+    b_offset: u32,
+    _pad: [u32; 3],
+}
+
+pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
+    Kernel::new(
+        ctx,
+        "depthwise",
+        SOURCE,
+        "main",
+        &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn step(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    label: &str,
+    shape: DwShape,
+    act: Activation,
+    src: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    at: super::conv::PackedAt,
+    dst: &wgpu::Buffer,
+) -> Step {
+    let params = Params {
+        in_w: shape.in_w,
+        in_h: shape.in_h,
+        channels: shape.channels,
+        out_w: shape.out_w(),
+        out_h: shape.out_h(),
+        stride: shape.stride,
+        act: act as u32,
+        w_offset: at.weights as u32,
+        b_offset: at.bias as u32,
+        _pad: [0; 3],
+    };
+    let uniform = uniform_buffer(ctx, label, &params);
+    Step {
+        label: label.to_string(),
+        kernel: kernel.clone(),
+        bind_group: kernel.bind(ctx, &[&uniform, src, weights, dst]),
+        workgroups: Workgroups::Direct([
+            div_ceil(shape.channels, 16),
+            div_ceil(shape.out_w(), 4),
+            shape.out_h(),
+        ]),
+    }
+}
+
+/// Repacks PyTorch's `[c][1][3][3]` depthwise weights into the shader's `[ky][kx][c]`.
+pub fn pack_weights(w: &[f32], channels: usize) -> Vec<f32> {
+    let mut out = vec![0f32; 9 * channels];
+    for c in 0..channels {
+        for t in 0..9 {
+            out[t * channels + c] = w[c * 9 + t];
+        }
+    }
+    out
+}
+
+/// CPU reference: HWC in and out, PyTorch-layout weights.
+pub fn cpu(shape: DwShape, act: Activation, src: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    let (iw, ih, ch, s) = (
+        shape.in_w as i64,
+        shape.in_h as i64,
+        shape.channels as usize,
+        shape.stride as i64,
+    );
+    let (ow, oh) = (shape.out_w() as usize, shape.out_h() as usize);
+    let mut out = vec![0f32; ow * oh * ch];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for c in 0..ch {
+                let mut acc = b[c] as f64;
+                for ky in 0..3i64 {
+                    for kx in 0..3i64 {
+                        let (iy, ix) = (oy as i64 * s + ky - 1, ox as i64 * s + kx - 1);
+                        if iy < 0 || iy >= ih || ix < 0 || ix >= iw {
+                            continue;
+                        }
+                        acc += src[(iy * iw + ix) as usize * ch + c] as f64
+                            * w[c * 9 + (ky * 3 + kx) as usize] as f64;
+                    }
+                }
+                out[(oy * ow + ox) * ch + c] = act.apply(acc as f32);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{download_f32, upload_f32};
+    use crate::ops::conv::PackedAt;
+    use crate::ops::run_steps;
+    use crate::ops::testutil::{assert_close, ctx, Rng};
+
+    fn check(shape: DwShape, act: Activation, seed: u64) {
+        let ctx = ctx();
+        let mut rng = Rng(seed);
+        let ch = shape.channels as usize;
+        let src = rng.vec((shape.in_w * shape.in_h) as usize * ch);
+        let w = rng.vec(ch * 9);
+        let b = rng.vec(ch);
+        let mut arena = vec![0f32; 3];
+        let wat = arena.len();
+        arena.extend(pack_weights(&w, ch));
+        let bat = arena.len();
+        arena.extend(&b);
+        let n = (shape.out_w() * shape.out_h()) as usize * ch;
+        let (sb, wb, db) = (
+            upload_f32(ctx, "s", &src),
+            upload_f32(ctx, "w", &arena),
+            upload_f32(ctx, "d", &vec![0.0; n]),
+        );
+        let at = PackedAt {
+            weights: wat,
+            bias: bat,
+        };
+        run_steps(
+            ctx,
+            &[step(ctx, &kernel(ctx), "dw", shape, act, &sb, &wb, at, &db)],
+        );
+        let gpu = download_f32(ctx, &db, n).unwrap();
+        assert_close(
+            &gpu,
+            &cpu(shape, act, &src, &w, &b),
+            1e-5,
+            &format!("{shape:?}"),
+        );
+    }
+
+    #[test]
+    fn stride1_odd() {
+        check(
+            DwShape {
+                in_w: 15,
+                in_h: 9,
+                channels: 13,
+                stride: 1,
+            },
+            Activation::Leaky,
+            11,
+        );
+    }
+
+    #[test]
+    fn stride2_odd() {
+        check(
+            DwShape {
+                in_w: 15,
+                in_h: 9,
+                channels: 7,
+                stride: 2,
+            },
+            Activation::Leaky,
+            12,
+        );
+        check(
+            DwShape {
+                in_w: 1,
+                in_h: 1,
+                channels: 3,
+                stride: 2,
+            },
+            Activation::Relu,
+            13,
+        );
+    }
+}

@@ -1,1 +1,194 @@
-//! Host side of `shaders/heads.wgsl`.
+//! Host side of `shaders/heads.wgsl`: class, box and landmark 1x1 heads of one level, written
+//! as 16 raw floats per anchor in the reference's anchor order.
+
+use std::sync::Arc;
+
+use super::{conv::PackedAt, div_ceil, Kernel, Slot, Step, Workgroups};
+use crate::gpu::{uniform_buffer, GpuContext};
+
+pub const SOURCE: &str = include_str!("../../shaders/heads.wgsl");
+
+pub const ANCHORS: usize = 2;
+/// Raw outputs per anchor: 2 class logits, 4 box deltas, 10 landmark deltas.
+pub const ROW: usize = 16;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    width: u32,
+    height: u32,
+    in_c: u32,
+    row_offset: u32,
+    w_offset: u32,
+    b_offset: u32,
+    grid_x: u32,
+    _pad: u32,
+}
+
+/// PyTorch-layout weights of one level's three heads (`ClassHead.l`, `BboxHead.l`,
+/// `LandmarkHead.l`): `[2*k][in_c]` weights and `[2*k]` biases, k = 2, 4, 10.
+pub struct HeadWeights<'a> {
+    pub cls: (&'a [f32], &'a [f32]),
+    pub bbox: (&'a [f32], &'a [f32]),
+    pub landm: (&'a [f32], &'a [f32]),
+}
+
+impl HeadWeights<'_> {
+    /// Output `o` (0..16) of anchor `a`: its weight row and bias in the PyTorch tensors.
+    fn source(&self, a: usize, o: usize) -> (&[f32], f32, usize) {
+        let (t, k, j) = match o {
+            0..2 => (&self.cls, 2, o),
+            2..6 => (&self.bbox, 4, o - 2),
+            _ => (&self.landm, 10, o - 6),
+        };
+        (t.0, t.1[a * k + j], a * k + j)
+    }
+
+    /// `[ci][anchor][16]` weights followed by `[anchor][16]` biases.
+    pub fn pack(&self, in_c: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut w = vec![0f32; in_c * ANCHORS * ROW];
+        let mut b = vec![0f32; ANCHORS * ROW];
+        for a in 0..ANCHORS {
+            for o in 0..ROW {
+                let (rows, bias, r) = self.source(a, o);
+                b[a * ROW + o] = bias;
+                for ci in 0..in_c {
+                    w[(ci * ANCHORS + a) * ROW + o] = rows[r * in_c + ci];
+                }
+            }
+        }
+        (w, b)
+    }
+}
+
+pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
+    Kernel::new(
+        ctx,
+        "heads",
+        SOURCE,
+        "main",
+        &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite],
+    )
+}
+
+/// One level's heads; `row_offset` is the number of anchors of the finer levels.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn step(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    label: &str,
+    size: (u32, u32),
+    in_c: u32,
+    row_offset: u32,
+    src: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    at: PackedAt,
+    raw: &wgpu::Buffer,
+) -> Step {
+    let groups = div_ceil(size.0 * size.1 * ANCHORS as u32, 64);
+    // Dispatch dimensions stop at 65535: fold large maps into a 2D grid.
+    let gx = groups.min(65535);
+    let gy = div_ceil(groups, gx.max(1));
+    let params = Params {
+        width: size.0,
+        height: size.1,
+        in_c,
+        row_offset,
+        w_offset: (at.weights / 4) as u32,
+        b_offset: (at.bias / 4) as u32,
+        grid_x: gx * 64,
+        _pad: 0,
+    };
+    let uniform = uniform_buffer(ctx, label, &params);
+    Step {
+        label: label.to_string(),
+        kernel: kernel.clone(),
+        bind_group: kernel.bind(ctx, &[&uniform, src, weights, raw]),
+        workgroups: Workgroups::Direct([gx, gy, 1]),
+    }
+}
+
+/// CPU reference: the level's raw rows (`w*h*2` rows of 16 floats).
+pub fn cpu(size: (u32, u32), in_c: usize, src: &[f32], hw: &HeadWeights<'_>) -> Vec<f32> {
+    let pixels = (size.0 * size.1) as usize;
+    let mut out = vec![0f32; pixels * ANCHORS * ROW];
+    for px in 0..pixels {
+        let x = &src[px * in_c..(px + 1) * in_c];
+        for a in 0..ANCHORS {
+            for o in 0..ROW {
+                let (rows, bias, r) = hw.source(a, o);
+                let dot: f64 = x
+                    .iter()
+                    .zip(&rows[r * in_c..(r + 1) * in_c])
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum();
+                out[(px * ANCHORS + a) * ROW + o] = (dot + bias as f64) as f32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{download_f32, upload_f32};
+    use crate::ops::run_steps;
+    use crate::ops::testutil::{assert_close, ctx, Rng};
+
+    #[test]
+    fn heads_match_cpu_with_row_offset() {
+        let ctx = ctx();
+        let mut rng = Rng(31);
+        let (size, in_c, offset) = ((7u32, 5u32), 13usize, 3u32);
+        let src = rng.vec((size.0 * size.1) as usize * in_c);
+        let t: Vec<Vec<f32>> = [4, 8, 20]
+            .iter()
+            .flat_map(|k| [rng.vec(k * in_c), rng.vec(*k)])
+            .collect();
+        let hw = HeadWeights {
+            cls: (&t[0], &t[1]),
+            bbox: (&t[2], &t[3]),
+            landm: (&t[4], &t[5]),
+        };
+        let (w, b) = hw.pack(in_c);
+        let mut arena = vec![0f32; 4];
+        let wat = arena.len();
+        arena.extend(&w);
+        let bat = arena.len();
+        arena.extend(&b);
+        let rows = offset as usize + (size.0 * size.1) as usize * ANCHORS;
+        let (sb, wb) = (upload_f32(ctx, "s", &src), upload_f32(ctx, "w", &arena));
+        let rb = upload_f32(ctx, "raw", &vec![-9.0; rows * ROW]);
+        let at = PackedAt {
+            weights: wat,
+            bias: bat,
+        };
+        run_steps(
+            ctx,
+            &[step(
+                ctx,
+                &kernel(ctx),
+                "heads",
+                size,
+                in_c as u32,
+                offset,
+                &sb,
+                &wb,
+                at,
+                &rb,
+            )],
+        );
+        let gpu = download_f32(ctx, &rb, rows * ROW).unwrap();
+        assert!(
+            gpu[..offset as usize * ROW].iter().all(|v| *v == -9.0),
+            "wrote into a finer level's rows"
+        );
+        assert_close(
+            &gpu[offset as usize * ROW..],
+            &cpu(size, in_c, &src, &hw),
+            1e-5,
+            "heads",
+        );
+    }
+}

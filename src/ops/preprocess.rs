@@ -1,1 +1,183 @@
-//! Host side of `shaders/preprocess.wgsl`.
+//! Host side of `shaders/preprocess.wgsl`: RGBA8 pixels to the BGR, mean-subtracted,
+//! channels-last network input, resized bilinearly.
+
+use std::sync::Arc;
+
+use super::{div_ceil, Kernel, Slot, Step, Workgroups};
+use crate::gpu::{uniform_buffer, GpuContext};
+
+pub const SOURCE: &str = include_str!("../../shaders/preprocess.wgsl");
+
+pub const MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
+
+/// Source and destination sizes and the sampling step (source pixels per output pixel).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Resample {
+    pub src_w: u32,
+    pub src_h: u32,
+    pub dst_w: u32,
+    pub dst_h: u32,
+    pub scale_x: f32,
+    pub scale_y: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    src_w: u32,
+    src_h: u32,
+    dst_w: u32,
+    dst_h: u32,
+    scale_x: f32,
+    scale_y: f32,
+    _pad: [u32; 2],
+}
+
+pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
+    Kernel::new(
+        ctx,
+        "preprocess",
+        SOURCE,
+        "main",
+        &[Slot::Uniform, Slot::Read, Slot::ReadWrite],
+    )
+}
+
+pub(crate) fn step(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    r: Resample,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+) -> Step {
+    let params = Params {
+        src_w: r.src_w,
+        src_h: r.src_h,
+        dst_w: r.dst_w,
+        dst_h: r.dst_h,
+        scale_x: r.scale_x,
+        scale_y: r.scale_y,
+        _pad: [0; 2],
+    };
+    let uniform = uniform_buffer(ctx, "preprocess", &params);
+    Step {
+        label: "preprocess".into(),
+        kernel: kernel.clone(),
+        bind_group: kernel.bind(ctx, &[&uniform, src, dst]),
+        workgroups: Workgroups::Direct([div_ceil(r.dst_w, 16), div_ceil(r.dst_h, 16), 1]),
+    }
+}
+
+fn taps(d: u32, scale: f32, size: u32) -> (usize, usize, f32) {
+    let f = (d as f32 + 0.5) * scale - 0.5;
+    let mut i = f.floor();
+    let mut t = f - i;
+    if i < 0.0 {
+        i = 0.0;
+        t = 0.0;
+    }
+    let last = (size - 1) as f32;
+    if i >= last {
+        i = last;
+        t = 0.0;
+    }
+    (i as usize, (i + 1.0).min(last) as usize, t)
+}
+
+/// CPU reference: RGBA8 bytes in, HWC BGR minus mean out.
+pub fn cpu(r: Resample, rgba: &[u8]) -> Vec<f32> {
+    let px = |x: usize, y: usize, c: usize| rgba[(y * r.src_w as usize + x) * 4 + (2 - c)] as f32;
+    let mut out = Vec::with_capacity((r.dst_w * r.dst_h * 3) as usize);
+    for y in 0..r.dst_h {
+        let (y0, y1, ty) = taps(y, r.scale_y, r.src_h);
+        for x in 0..r.dst_w {
+            let (x0, x1, tx) = taps(x, r.scale_x, r.src_w);
+            for c in 0..3 {
+                let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * tx;
+                let bottom = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
+                out.push(top + (bottom - top) * ty - MEAN_BGR[c]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::download_f32;
+    use crate::ops::run_steps;
+    use crate::ops::testutil::{assert_close, ctx, Rng};
+    use wgpu::util::DeviceExt;
+
+    fn check(r: Resample, seed: u64) -> Vec<f32> {
+        let ctx = ctx();
+        let mut rng = Rng(seed);
+        let rgba: Vec<u8> = (0..r.src_w * r.src_h * 4)
+            .map(|_| ((rng.next_f32() + 1.0) * 127.9) as u8)
+            .collect();
+        let src = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: &rgba,
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let n = (r.dst_w * r.dst_h * 3) as usize;
+        let dst = crate::gpu::upload_f32(ctx, "dst", &vec![0.0; n]);
+        run_steps(ctx, &[step(ctx, &kernel(ctx), r, &src, &dst)]);
+        let gpu = download_f32(ctx, &dst, n).unwrap();
+        let cpu = cpu(r, &rgba);
+        // Values are 0..255 minus the mean: an absolute 1e-3 grey level is the contract here.
+        assert_close(&gpu, &cpu, 1e-5, &format!("{r:?}"));
+        gpu
+    }
+
+    #[test]
+    fn identity_is_exact() {
+        let r = Resample {
+            src_w: 13,
+            src_h: 9,
+            dst_w: 13,
+            dst_h: 9,
+            scale_x: 1.0,
+            scale_y: 1.0,
+        };
+        let gpu = check(r, 5);
+        let ctx_rgba = {
+            let mut rng = Rng(5);
+            (0..13 * 9 * 4)
+                .map(|_| ((rng.next_f32() + 1.0) * 127.9) as u8)
+                .collect::<Vec<u8>>()
+        };
+        // Pixel (0,0): B channel of the first pixel, minus 104, bit-exact.
+        assert_eq!(gpu[0], ctx_rgba[2] as f32 - 104.0);
+        assert_eq!(gpu[2], ctx_rgba[0] as f32 - 123.0);
+    }
+
+    #[test]
+    fn downscale_odd() {
+        let r = Resample {
+            src_w: 37,
+            src_h: 23,
+            dst_w: 10,
+            dst_h: 6,
+            scale_x: 37.0 / 10.0,
+            scale_y: 23.0 / 6.0,
+        };
+        check(r, 6);
+    }
+
+    #[test]
+    fn upscale_clamps_borders() {
+        let r = Resample {
+            src_w: 5,
+            src_h: 3,
+            dst_w: 17,
+            dst_h: 11,
+            scale_x: 5.0 / 17.0,
+            scale_y: 3.0 / 11.0,
+        };
+        check(r, 7);
+    }
+}

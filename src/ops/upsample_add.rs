@@ -1,1 +1,125 @@
-//! Host side of `shaders/upsample_add.wgsl`.
+//! Host side of `shaders/upsample_add.wgsl`: the FPN's nearest upsample and add, in place.
+
+use std::sync::Arc;
+
+use super::{div_ceil, Kernel, Slot, Step, Workgroups};
+use crate::gpu::{uniform_buffer, GpuContext};
+
+pub const SOURCE: &str = include_str!("../../shaders/upsample_add.wgsl");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpShape {
+    pub fine: (u32, u32),
+    pub coarse: (u32, u32),
+    pub channels: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    fine_w: u32,
+    fine_h: u32,
+    coarse_w: u32,
+    coarse_h: u32,
+    channels: u32,
+    _pad: [u32; 3],
+}
+
+pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
+    Kernel::new(
+        ctx,
+        "upsample_add",
+        SOURCE,
+        "main",
+        &[Slot::Uniform, Slot::Read, Slot::ReadWrite],
+    )
+}
+
+pub(crate) fn step(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    label: &str,
+    s: UpShape,
+    coarse: &wgpu::Buffer,
+    fine: &wgpu::Buffer,
+) -> Step {
+    let params = Params {
+        fine_w: s.fine.0,
+        fine_h: s.fine.1,
+        coarse_w: s.coarse.0,
+        coarse_h: s.coarse.1,
+        channels: s.channels,
+        _pad: [0; 3],
+    };
+    let uniform = uniform_buffer(ctx, label, &params);
+    Step {
+        label: label.to_string(),
+        kernel: kernel.clone(),
+        bind_group: kernel.bind(ctx, &[&uniform, coarse, fine]),
+        workgroups: Workgroups::Direct([div_ceil(s.channels, 16), div_ceil(s.fine.0, 4), s.fine.1]),
+    }
+}
+
+/// CPU reference, in place on `fine` (HWC).
+pub fn cpu(s: UpShape, coarse: &[f32], fine: &mut [f32]) {
+    let ch = s.channels as usize;
+    for y in 0..s.fine.1 {
+        let sy = y * s.coarse.1 / s.fine.1;
+        for x in 0..s.fine.0 {
+            let sx = x * s.coarse.0 / s.fine.0;
+            for c in 0..ch {
+                fine[(y * s.fine.0 + x) as usize * ch + c] +=
+                    coarse[(sy * s.coarse.0 + sx) as usize * ch + c];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{download_f32, upload_f32};
+    use crate::ops::run_steps;
+    use crate::ops::testutil::{assert_close, ctx, Rng};
+
+    #[test]
+    fn odd_sizes() {
+        let ctx = ctx();
+        for (i, s) in [
+            UpShape {
+                fine: (13, 9),
+                coarse: (7, 5),
+                channels: 5,
+            },
+            UpShape {
+                fine: (16, 10),
+                coarse: (8, 5),
+                channels: 17,
+            },
+            UpShape {
+                fine: (1, 1),
+                coarse: (1, 1),
+                channels: 3,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut rng = Rng(20 + i as u64);
+            let coarse = rng.vec((s.coarse.0 * s.coarse.1 * s.channels) as usize);
+            let mut fine = rng.vec((s.fine.0 * s.fine.1 * s.channels) as usize);
+            let (cb, fb) = (upload_f32(ctx, "c", &coarse), upload_f32(ctx, "f", &fine));
+            run_steps(ctx, &[step(ctx, &kernel(ctx), "up", s, &cb, &fb)]);
+            let gpu = download_f32(ctx, &fb, fine.len()).unwrap();
+            cpu(s, &coarse, &mut fine);
+            assert_close(&gpu, &fine, 1e-6, &format!("{s:?}"));
+        }
+    }
+
+    #[test]
+    fn matches_torch_nearest_on_odd_ratio() {
+        // F.interpolate(size=13) from 7 picks floor(i * 7 / 13): 0 0 1 1 2 2 3 3 4 4 5 5 6.
+        let picks: Vec<u32> = (0..13).map(|i| i * 7 / 13).collect();
+        assert_eq!(picks, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6]);
+    }
+}

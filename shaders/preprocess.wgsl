@@ -1,0 +1,65 @@
+// 8-bit RGBA pixels (one u32 per pixel, R in the low byte) to the network input: bilinear
+// resize with half-pixel centres clamped at the borders (OpenCV INTER_LINEAR on a float image,
+// no antialiasing), BGR order, minus the mean (104, 117, 123), channels-last f32.
+//
+// `scale` is source pixels per destination pixel. It is the inverse of the nominal resize
+// factor, not in/out, when the caller resized by a factor, as OpenCV does for fx/fy.
+
+struct Params {
+    src_w: u32,
+    src_h: u32,
+    dst_w: u32,
+    dst_h: u32,
+    scale_x: f32,
+    scale_y: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+const MEAN_BGR = vec3<f32>(104.0, 117.0, 123.0);
+
+fn pixel_bgr(x: u32, y: u32) -> vec3<f32> {
+    let v = unpack4x8unorm(src[y * p.src_w + x]) * 255.0;
+    return v.bgr;
+}
+
+// Source index and weight of the second tap along one axis.
+fn taps(d: u32, scale: f32, size: u32) -> vec3<f32> {
+    let f = (f32(d) + 0.5) * scale - 0.5;
+    var i = floor(f);
+    var t = f - i;
+    if i < 0.0 {
+        i = 0.0;
+        t = 0.0;
+    }
+    if i >= f32(size - 1u) {
+        i = f32(size - 1u);
+        t = 0.0;
+    }
+    let i1 = min(i + 1.0, f32(size - 1u));
+    return vec3<f32>(i, i1, t);
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if gid.x >= p.dst_w || gid.y >= p.dst_h {
+        return;
+    }
+    let tx = taps(gid.x, p.scale_x, p.src_w);
+    let ty = taps(gid.y, p.scale_y, p.src_h);
+    let x0 = u32(tx.x);
+    let x1 = u32(tx.y);
+    let y0 = u32(ty.x);
+    let y1 = u32(ty.y);
+    let top = mix(pixel_bgr(x0, y0), pixel_bgr(x1, y0), tx.z);
+    let bottom = mix(pixel_bgr(x0, y1), pixel_bgr(x1, y1), tx.z);
+    let v = mix(top, bottom, ty.z) - MEAN_BGR;
+    let o = (gid.y * p.dst_w + gid.x) * 3u;
+    dst[o] = v.x;
+    dst[o + 1u] = v.y;
+    dst[o + 2u] = v.z;
+}
