@@ -1,10 +1,28 @@
 //! RetinaFace face detection whose whole inference runs in WGSL compute shaders through wgpu.
+//!
+//! ```no_run
+//! let detector = retinaface::Detector::new(None)?;
+//! for face in detector.detect_path("photo.jpg".as_ref())? {
+//!     println!("{:.3} {:?}", face.score, face.facial_area);
+//! }
+//! # Ok::<(), retinaface::Error>(())
+//! ```
 
+pub mod detector;
 pub mod error;
+pub mod face;
 pub mod gpu;
+pub mod image_io;
+pub mod model;
 pub mod ops;
+pub mod options;
+pub mod profile;
 
+pub use detector::Detector;
 pub use error::{Error, Result};
+pub use face::{Face, Landmarks};
 pub use gpu::GpuContext;
+pub use options::{DetectOptions, Resize};
+pub use profile::Profile;
 /// The wgpu version this crate is built against, so callers sharing a device use the same one.
 pub use wgpu;

@@ -58,11 +58,9 @@ pub(crate) fn map_and_copy(
         let _ = tx.send(r);
     });
     ctx.wait("readback")?;
-    let mapped = rx
-        .recv()
+    rx.recv()
         .map_err(|e| gpu_err("readback", e))?
         .map_err(|e| gpu_err("readback", e))?;
-    let _ = mapped;
     let data = {
         let view = slice
             .get_mapped_range()

@@ -1,9 +1,12 @@
 //! Device acquisition: our own instance/adapter/device, or the caller's device and queue.
 
 mod buffers;
+pub(crate) mod profiler;
 
+#[cfg(test)]
+pub(crate) use buffers::read_buffer;
 pub use buffers::{download_f32, upload_f32};
-pub(crate) use buffers::{read_buffer, storage_buffer, uniform_buffer};
+pub(crate) use buffers::{map_and_copy, storage_buffer, uniform_buffer};
 
 use crate::error::{Error, Result};
 
@@ -72,7 +75,7 @@ impl GpuContext {
     /// The largest storage buffer one shader binding may see.
     pub fn max_binding_bytes(&self) -> u64 {
         let l = self.device.limits();
-        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size)
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
     /// Blocks until all submitted work is done, turning a lost device into an error.

@@ -144,6 +144,7 @@ impl Step {
 }
 
 /// Records `steps` into one compute pass of a new encoder and submits it; for tests of single ops.
+#[cfg(test)]
 pub(crate) fn run_steps(ctx: &GpuContext, steps: &[Step]) {
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     {

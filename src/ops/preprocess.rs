@@ -92,10 +92,10 @@ pub fn cpu(r: Resample, rgba: &[u8]) -> Vec<f32> {
         let (y0, y1, ty) = taps(y, r.scale_y, r.src_h);
         for x in 0..r.dst_w {
             let (x0, x1, tx) = taps(x, r.scale_x, r.src_w);
-            for c in 0..3 {
+            for (c, mean) in MEAN_BGR.iter().enumerate() {
                 let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * tx;
                 let bottom = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
-                out.push(top + (bottom - top) * ty - MEAN_BGR[c]);
+                out.push(top + (bottom - top) * ty - mean);
             }
         }
     }

@@ -1,0 +1,331 @@
+//! The detector: weights on the GPU once, a cached plan per input size, one submit per image.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::face::{Face, Landmarks};
+use crate::gpu::profiler::Timestamps;
+use crate::gpu::GpuContext;
+use crate::model::plan::{too_large, Input, Kernels, NetPlan, Plan, RunSettings};
+use crate::model::postprocess::RawFace;
+use crate::model::weights::{self, Packed, Weights};
+use crate::ops::preprocess::Resample;
+use crate::options::DetectOptions;
+use crate::profile::{Profile, StepTime};
+
+/// Images smaller than this on either side are refused: the smallest anchor is 16 px.
+pub const MIN_SIDE: u32 = 16;
+/// Plans (buffers for one input size) kept at most; the least recently used goes first.
+const MAX_PLANS: usize = 4;
+
+type PlanCache = Vec<(Resample, Arc<Mutex<Plan>>)>;
+
+/// A RetinaFace-MobileNet0.25 detector bound to one wgpu device.
+///
+/// `Send + Sync`: share it between threads; calls on images of the same size take turns on
+/// that size's buffers.
+pub struct Detector {
+    ctx: GpuContext,
+    kernels: Kernels,
+    weights: wgpu::Buffer,
+    packed: Packed,
+    plans: Mutex<PlanCache>,
+    options: DetectOptions,
+    timestamps: Mutex<Option<Timestamps>>,
+}
+
+impl Detector {
+    /// Opens the default GPU and loads the weights from `weights` or the usual places
+    /// (`RETINAFACE_WEIGHTS`, `./weights`, the per-user cache).
+    pub fn new(weights: Option<&Path>) -> Result<Self> {
+        let path = weights::resolve(weights)?;
+        let w = Weights::load(&path)?;
+        Ok(Self::with_context(GpuContext::new()?, &w))
+    }
+
+    /// Runs on the caller's device and queue.
+    pub fn with_context(ctx: GpuContext, w: &Weights) -> Self {
+        let packed = w.pack();
+        let weights = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("weights"),
+                contents: bytemuck::cast_slice(&packed.data),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        Self {
+            kernels: Kernels::new(&ctx),
+            ctx,
+            weights,
+            packed,
+            plans: Mutex::new(Vec::new()),
+            options: DetectOptions::default(),
+            timestamps: Mutex::new(None),
+        }
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    pub fn options(&self) -> &DetectOptions {
+        &self.options
+    }
+
+    /// Sets the options used by [`Detector::detect`].
+    pub fn with_options(mut self, options: DetectOptions) -> Result<Self> {
+        options.validate()?;
+        self.options = options;
+        Ok(self)
+    }
+
+    /// Detects faces with the detector's options; sorted by score, highest first.
+    pub fn detect(&self, image: &image::RgbaImage) -> Result<Vec<Face>> {
+        self.detect_with(image, &self.options)
+    }
+
+    pub fn detect_path(&self, path: &Path) -> Result<Vec<Face>> {
+        self.detect_path_with(path, &self.options)
+    }
+
+    pub fn detect_path_with(&self, path: &Path, opts: &DetectOptions) -> Result<Vec<Face>> {
+        self.detect_with(&crate::image_io::load_path(path)?, opts)
+    }
+
+    /// Detects on an already preprocessed network input: `w x h x 3` floats, channels-last,
+    /// BGR minus (104, 117, 123). `opts.resize` is ignored: boxes are in input pixels.
+    pub fn detect_tensor(
+        &self,
+        input_hwc: &[f32],
+        w: u32,
+        h: u32,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Face>> {
+        opts.validate()?;
+        let expected = w as usize * h as usize * 3;
+        if input_hwc.len() != expected {
+            return Err(Error::PixelBufferSize {
+                width: w,
+                height: h,
+                channels: 3,
+                expected,
+                found: input_hwc.len(),
+            });
+        }
+        let r = Resample {
+            src_w: w,
+            src_h: h,
+            dst_w: w,
+            dst_h: h,
+            scale_x: 1.0,
+            scale_y: 1.0,
+        };
+        Ok(self.run(r, Input::Tensor(input_hwc), opts, 1.0, false)?.0)
+    }
+
+    pub fn detect_with(&self, image: &image::RgbaImage, opts: &DetectOptions) -> Result<Vec<Face>> {
+        let (r, step) = self.check_image(image, opts)?;
+        Ok(self
+            .run(r, Input::Rgba(image.as_raw()), opts, step, false)?
+            .0)
+    }
+
+    /// Detects like [`Detector::detect_with`] and times every dispatch with GPU timestamps.
+    /// Each dispatch then runs in a pass of its own, which costs a little; use for profiling.
+    /// The profile is empty when the device lacks `TIMESTAMP_QUERY`.
+    pub fn detect_profiled(
+        &self,
+        image: &image::RgbaImage,
+        opts: &DetectOptions,
+    ) -> Result<(Vec<Face>, Profile)> {
+        let (r, step) = self.check_image(image, opts)?;
+        self.run(r, Input::Rgba(image.as_raw()), opts, step, true)
+    }
+
+    fn check_image(
+        &self,
+        image: &image::RgbaImage,
+        opts: &DetectOptions,
+    ) -> Result<(Resample, f32)> {
+        opts.validate()?;
+        let (w, h) = image.dimensions();
+        if w < MIN_SIDE || h < MIN_SIDE {
+            return Err(Error::ImageTooSmall {
+                width: w,
+                height: h,
+                min: MIN_SIDE,
+            });
+        }
+        Ok(resample(opts, w, h))
+    }
+
+    /// `step`: original-image pixels per network pixel.
+    fn run(
+        &self,
+        r: Resample,
+        input: Input<'_>,
+        opts: &DetectOptions,
+        step: f32,
+        profile: bool,
+    ) -> Result<(Vec<Face>, Profile)> {
+        if let Some(e) = too_large(
+            r.dst_w,
+            r.dst_h,
+            r.src_w as u64 * r.src_h as u64,
+            self.ctx.max_binding_bytes(),
+        ) {
+            return Err(e);
+        }
+        let run = RunSettings {
+            threshold: opts.threshold,
+            nms_threshold: opts.nms_threshold,
+            scale: [step, step],
+        };
+        let plan = self.plan(r)?;
+        let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ts = self.timestamps.lock().unwrap_or_else(|e| e.into_inner());
+        if profile && ts.is_none() {
+            *ts = Timestamps::new(&self.ctx, 256);
+        }
+        let ts = if profile { ts.as_ref() } else { None };
+        let (raw, times) = self.scoped("detection", || plan.run(&self.ctx, input, run, ts))??;
+        let steps = plan
+            .steps(matches!(input, Input::Rgba(_)))
+            .zip(times)
+            .map(|(s, ns)| StepTime {
+                label: s.label.clone(),
+                shader: s.kernel.name.to_string(),
+                ms: ns / 1e6,
+            })
+            .collect();
+        Ok((raw.into_iter().map(to_face).collect(), Profile { steps }))
+    }
+
+    /// The cached plan for this input size, built on first use.
+    fn plan(&self, r: Resample) -> Result<Arc<Mutex<Plan>>> {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = plans.iter().position(|(k, _)| *k == r) {
+            let entry = plans.remove(i);
+            let plan = entry.1.clone();
+            plans.push(entry);
+            return Ok(plan);
+        }
+        let plan = self.scoped("building buffers", || {
+            Plan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, r)
+        })?;
+        let plan = Arc::new(Mutex::new(plan));
+        if plans.len() >= MAX_PLANS {
+            plans.remove(0);
+        }
+        plans.push((r, plan.clone()));
+        Ok(plan)
+    }
+
+    /// Runs `f` with wgpu's validation and out-of-memory errors turned into our error type
+    /// instead of wgpu's default panic.
+    fn scoped<T>(&self, stage: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self
+            .ctx
+            .device
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self
+            .ctx
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+        ];
+        match errors.into_iter().flatten().next() {
+            Some(e) => Err(Error::Gpu {
+                stage: stage.into(),
+                reason: e.to_string(),
+            }),
+            None => Ok(out),
+        }
+    }
+
+    /// Runs the network on an already preprocessed input (HWC, BGR minus mean) and reads back
+    /// the named intermediate tensors (channels-last) and the raw head outputs (16 per anchor).
+    /// For tests and debugging: it reads back intermediates, which detection never does.
+    #[doc(hidden)]
+    pub fn forward_tensors(
+        &self,
+        input_hwc: &[f32],
+        w: u32,
+        h: u32,
+        names: &[&str],
+    ) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
+        let net = self.scoped("building buffers", || {
+            NetPlan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, w, h)
+        })?;
+        self.ctx
+            .queue
+            .write_buffer(&net.buffers[0], 0, bytemuck::cast_slice(input_hwc));
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for s in &net.steps {
+                s.record(&mut pass);
+            }
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        let mut out = Vec::new();
+        for name in names {
+            let id = net
+                .graph
+                .find(name)
+                .ok_or_else(|| Error::InvalidOption(format!("no tensor named {name}")))?;
+            let t = &net.graph.tensors[id];
+            out.push(crate::gpu::download_f32(
+                &self.ctx,
+                &net.buffers[id],
+                (t.w * t.h * t.c) as usize,
+            )?);
+        }
+        let raw = crate::gpu::download_f32(
+            &self.ctx,
+            &net.raw,
+            net.graph.anchors as usize * crate::ops::heads::ROW,
+        )?;
+        Ok((out, raw))
+    }
+}
+
+/// The resampling of a `w x h` image under `opts`, and original pixels per network pixel.
+fn resample(opts: &DetectOptions, w: u32, h: u32) -> (Resample, f32) {
+    let s = opts.scaling(w, h);
+    let step = 1.0 / s.factor;
+    let r = Resample {
+        src_w: w,
+        src_h: h,
+        dst_w: s.net_w,
+        dst_h: s.net_h,
+        scale_x: step,
+        scale_y: step,
+    };
+    (r, step)
+}
+
+fn to_face(r: RawFace) -> Face {
+    Face {
+        score: r.score,
+        facial_area: r.bbox,
+        landmarks: Landmarks::from_points(r.landmarks),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detector_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Detector>();
+    }
+}

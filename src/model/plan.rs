@@ -1,0 +1,318 @@
+//! The plan for one input size: every buffer, bind group and dispatch, built once and replayed
+//! for each image of that size in a single command encoder and a single submit.
+
+use std::sync::Arc;
+
+use super::arch::{Graph, Op, TensorInfo};
+use super::postprocess::{PostKernels, PostPlan, RawFace};
+use super::weights::Packed;
+use crate::error::{Error, Result};
+use crate::gpu::profiler::Timestamps;
+use crate::gpu::{storage_buffer, GpuContext};
+use crate::ops::heads::ROW;
+use crate::ops::preprocess::Resample;
+use crate::ops::{conv, depthwise, heads, preprocess, upsample_add, Kernel, Step};
+
+/// Every pipeline, compiled once per detector.
+pub(crate) struct Kernels {
+    pub preprocess: Arc<Kernel>,
+    pub conv: Arc<Kernel>,
+    pub depthwise: Arc<Kernel>,
+    pub upsample_add: Arc<Kernel>,
+    pub heads: Arc<Kernel>,
+    pub post: PostKernels,
+}
+
+impl Kernels {
+    pub fn new(ctx: &GpuContext) -> Self {
+        Self {
+            preprocess: preprocess::kernel(ctx),
+            conv: conv::kernel(ctx),
+            depthwise: depthwise::kernel(ctx),
+            upsample_add: upsample_add::kernel(ctx),
+            heads: heads::kernel(ctx),
+            post: PostKernels::new(ctx),
+        }
+    }
+}
+
+/// Per-call settings of a run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunSettings {
+    pub threshold: f32,
+    pub nms_threshold: f32,
+    /// Network-input pixels to original-image pixels (1 / resize factor).
+    pub scale: [f32; 2],
+}
+
+/// The network's buffers and dispatches for one input size, from the input tensor to the raw
+/// head outputs.
+pub(crate) struct NetPlan {
+    pub graph: Graph,
+    pub buffers: Vec<wgpu::Buffer>,
+    pub raw: wgpu::Buffer,
+    pub steps: Vec<Step>,
+}
+
+/// The first buffer of a plan that does not fit the device's per-binding limit, if any.
+pub(crate) fn oversized(graph: &Graph, src_pixels: u64, limit: u64) -> Option<(String, u64)> {
+    let anchors_bytes = graph.anchors as u64 * (ROW * 4) as u64;
+    let extra = [
+        ("source pixels".to_string(), src_pixels * 4),
+        ("head outputs".to_string(), anchors_bytes),
+    ];
+    graph
+        .tensors
+        .iter()
+        .map(|t: &TensorInfo| (t.name.clone(), t.bytes()))
+        .chain(extra)
+        .find(|(_, b)| *b > limit)
+}
+
+/// The error for an input too large for the device, with the largest side that would fit.
+pub(crate) fn too_large(net_w: u32, net_h: u32, src_pixels: u64, limit: u64) -> Option<Error> {
+    let (tensor, bytes) = oversized(&Graph::new(net_w, net_h), src_pixels, limit)?;
+    let long = net_w.max(net_h);
+    let mut side = ((long as f64) * (limit as f64 / bytes as f64).sqrt()) as u32;
+    while side > 16 {
+        let f = side as f64 / long as f64;
+        let (w, h) = (
+            ((net_w as f64) * f).round().max(1.0) as u32,
+            ((net_h as f64) * f).round().max(1.0) as u32,
+        );
+        // The source image is still uploaded whole; only the network input shrinks.
+        if oversized(&Graph::new(w, h), 0, limit).is_none() {
+            break;
+        }
+        side -= side / 64 + 1;
+    }
+    Some(Error::ImageTooLarge {
+        width: net_w,
+        height: net_h,
+        tensor,
+        bytes,
+        limit,
+        suggested_max_side: side,
+    })
+}
+
+impl NetPlan {
+    pub fn new(
+        ctx: &GpuContext,
+        k: &Kernels,
+        weights: &wgpu::Buffer,
+        packed: &Packed,
+        net_w: u32,
+        net_h: u32,
+    ) -> Self {
+        let graph = Graph::new(net_w, net_h);
+        let buffers: Vec<wgpu::Buffer> = graph
+            .tensors
+            .iter()
+            .map(|t| storage_buffer(ctx, &t.name, t.bytes()))
+            .collect();
+        let raw = storage_buffer(
+            ctx,
+            "raw head outputs",
+            graph.anchors as u64 * (ROW * 4) as u64,
+        );
+        let mut steps = Vec::new();
+        for op in &graph.ops {
+            steps.push(match op {
+                Op::Conv {
+                    layer,
+                    shape,
+                    src,
+                    dst,
+                    offset,
+                } => {
+                    let target = conv::Target {
+                        buffer: &buffers[*dst],
+                        channels: graph.tensors[*dst].c,
+                        offset: *offset,
+                    };
+                    conv::step(
+                        ctx,
+                        &k.conv,
+                        &layer.name,
+                        *shape,
+                        layer.act,
+                        &buffers[*src],
+                        weights,
+                        packed.at[&layer.name],
+                        target,
+                    )
+                }
+                Op::Depthwise {
+                    layer,
+                    shape,
+                    src,
+                    dst,
+                } => depthwise::step(
+                    ctx,
+                    &k.depthwise,
+                    &layer.name,
+                    *shape,
+                    layer.act,
+                    &buffers[*src],
+                    weights,
+                    packed.at[&layer.name],
+                    &buffers[*dst],
+                ),
+                Op::UpsampleAdd {
+                    shape,
+                    coarse,
+                    fine,
+                } => upsample_add::step(
+                    ctx,
+                    &k.upsample_add,
+                    "fpn.upsample_add",
+                    *shape,
+                    &buffers[*coarse],
+                    &buffers[*fine],
+                ),
+                Op::Heads {
+                    level,
+                    src,
+                    size,
+                    row_offset,
+                } => heads::step(
+                    ctx,
+                    &k.heads,
+                    &format!("heads.{level}"),
+                    *size,
+                    graph.tensors[*src].c,
+                    *row_offset,
+                    &buffers[*src],
+                    weights,
+                    packed.heads[*level],
+                    &raw,
+                ),
+            });
+        }
+        Self {
+            graph,
+            buffers,
+            raw,
+            steps,
+        }
+    }
+}
+
+/// What a run starts from.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    /// RGBA8 pixels of the source image, preprocessed on the GPU.
+    Rgba(&'a [u8]),
+    /// The network input itself (HWC, BGR minus mean), written over the preprocess output.
+    Tensor(&'a [f32]),
+}
+
+/// Everything needed to turn one image of a given size into faces.
+pub(crate) struct Plan {
+    pixels: wgpu::Buffer,
+    preprocess: Step,
+    pub net: NetPlan,
+    post: PostPlan,
+    staging: wgpu::Buffer,
+}
+
+impl Plan {
+    pub fn new(
+        ctx: &GpuContext,
+        k: &Kernels,
+        weights: &wgpu::Buffer,
+        packed: &Packed,
+        r: Resample,
+    ) -> Self {
+        let net = NetPlan::new(ctx, k, weights, packed, r.dst_w, r.dst_h);
+        let pixels = storage_buffer(ctx, "source pixels", r.src_w as u64 * r.src_h as u64 * 4);
+        let preprocess = preprocess::step(ctx, &k.preprocess, r, &pixels, &net.buffers[0]);
+        let post = PostPlan::new(ctx, &k.post, &net.raw, net.graph.levels, r.dst_w, r.dst_h);
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("faces readback"),
+            size: post.faces_bytes(),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Self {
+            pixels,
+            preprocess,
+            net,
+            post,
+            staging,
+        }
+    }
+
+    /// Uploads the pixels, records the whole pipeline in one encoder, submits once, and reads
+    /// back only the kept faces. With `timestamps`, every step gets a pass of its own whose
+    /// GPU time is returned in step order (see [`Plan::step_names`]).
+    pub fn run(
+        &self,
+        ctx: &GpuContext,
+        input: Input<'_>,
+        s: RunSettings,
+        timestamps: Option<&Timestamps>,
+    ) -> Result<(Vec<RawFace>, Vec<f64>)> {
+        match input {
+            Input::Rgba(rgba) => ctx.queue.write_buffer(&self.pixels, 0, rgba),
+            Input::Tensor(x) => {
+                ctx.queue
+                    .write_buffer(&self.net.buffers[0], 0, bytemuck::cast_slice(x))
+            }
+        }
+        self.post
+            .set_run(&ctx.queue, s.threshold, s.nms_threshold, s.scale);
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("detect"),
+            });
+        self.post.reset(&mut encoder);
+        let steps: Vec<&Step> = self.steps(matches!(input, Input::Rgba(_))).collect();
+        match timestamps {
+            Some(ts) if steps.len() as u32 <= ts.capacity() => {
+                for (i, step) in steps.iter().enumerate() {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&step.label),
+                        timestamp_writes: Some(ts.writes(i as u32)),
+                    });
+                    step.record(&mut pass);
+                }
+                ts.resolve(&mut encoder, steps.len() as u32);
+            }
+            _ => {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("detect"),
+                    timestamp_writes: None,
+                });
+                for step in &steps {
+                    step.record(&mut pass);
+                }
+            }
+        }
+        encoder.copy_buffer_to_buffer(
+            self.post.faces_buffer(),
+            0,
+            &self.staging,
+            0,
+            self.post.faces_bytes(),
+        );
+        ctx.queue.submit([encoder.finish()]);
+        let bytes = crate::gpu::map_and_copy(ctx, &self.staging, self.post.faces_bytes() as usize)?;
+        let times = match timestamps {
+            Some(ts) if steps.len() as u32 <= ts.capacity() => ts.read(ctx, steps.len() as u32)?,
+            _ => Vec::new(),
+        };
+        Ok((PostPlan::parse_faces(&bytes), times))
+    }
+
+    /// The steps of a run, in order; the preprocess step only when starting from pixels.
+    pub fn steps(&self, from_pixels: bool) -> impl Iterator<Item = &Step> {
+        from_pixels
+            .then_some(&self.preprocess)
+            .into_iter()
+            .chain(&self.net.steps)
+            .chain(self.post.steps())
+    }
+}

@@ -1,0 +1,308 @@
+//! Loading a RetinaFace state dict from safetensors: name checks, shape and finiteness
+//! validation, batch-norm folding, and packing into the shaders' layouts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::arch::{self, ConvLayer, LayerKind};
+use crate::error::{Error, Result};
+use crate::ops::conv::{self, PackedAt};
+use crate::ops::depthwise;
+use crate::ops::heads::HeadWeights;
+
+/// File name looked for in the search directories.
+pub const WEIGHTS_FILE: &str = "retinaface_mnet025.safetensors";
+const BN_EPS: f64 = 1e-5;
+
+/// A float tensor of the state dict.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A convolution with its batch norm folded in: PyTorch layout `[co][ci/groups][k][k]` plus bias.
+#[derive(Clone, Debug)]
+pub struct Folded {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Validated, folded weights of the whole network, still on the host.
+#[derive(Clone, Debug)]
+pub struct Weights {
+    pub convs: HashMap<String, Folded>,
+    /// Per level: (cls w, cls b, bbox w, bbox b, landm w, landm b), PyTorch layout.
+    pub heads: Vec<[Vec<f32>; 6]>,
+}
+
+/// Where weights were looked for, in order: explicit path, `RETINAFACE_WEIGHTS`, `./weights`,
+/// the crate's `weights/` directory, the per-user cache.
+pub fn search_paths(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = explicit {
+        out.push(p.to_path_buf());
+        return out;
+    }
+    if let Some(p) = std::env::var_os("RETINAFACE_WEIGHTS") {
+        out.push(PathBuf::from(p));
+        return out;
+    }
+    out.push(PathBuf::from("weights").join(WEIGHTS_FILE));
+    out.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("weights")
+            .join(WEIGHTS_FILE),
+    );
+    if let Some(dir) = cache_dir() {
+        out.push(dir.join(WEIGHTS_FILE));
+    }
+    out
+}
+
+/// The per-user cache directory (`$XDG_CACHE_HOME/retinaface-wgpu`, `~/.cache/retinaface-wgpu`,
+/// `%LOCALAPPDATA%\retinaface-wgpu`).
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("RETINAFACE_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("retinaface-wgpu"));
+    }
+    if cfg!(windows) {
+        if let Some(d) = std::env::var_os("LOCALAPPDATA") {
+            return Some(PathBuf::from(d).join("retinaface-wgpu"));
+        }
+    }
+    let home = std::env::var_os("HOME")?;
+    let base = if cfg!(target_os = "macos") {
+        "Library/Caches"
+    } else {
+        ".cache"
+    };
+    Some(PathBuf::from(home).join(base).join("retinaface-wgpu"))
+}
+
+/// Finds the weights file: the explicit path must exist; otherwise the first that exists.
+pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
+    let paths = search_paths(explicit);
+    if explicit.is_some() || std::env::var_os("RETINAFACE_WEIGHTS").is_some() {
+        // A path the user named is used as is: a wrong one must fail, not fall back.
+        return Ok(paths[0].clone());
+    }
+    resolve_in(&paths)
+}
+
+/// The first of `paths` that is a file.
+pub fn resolve_in(paths: &[PathBuf]) -> Result<PathBuf> {
+    paths
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| Error::WeightsNotFound {
+            searched: paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+impl Weights {
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::WeightsFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_safetensors(&bytes).map_err(|e| match e {
+            Error::WeightsFile { reason, .. } => Error::WeightsFile {
+                path: path.to_path_buf(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::WeightsFile {
+            path: PathBuf::new(),
+            reason: format!("not a valid safetensors file ({e})"),
+        })?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
+            if name.ends_with("num_batches_tracked") {
+                continue;
+            }
+            if view.dtype() != safetensors::Dtype::F32 {
+                tensors.insert(name, Err(format!("{:?}", view.dtype())));
+                continue;
+            }
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            tensors.insert(
+                name,
+                Ok(Tensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                }),
+            );
+        }
+        Self::from_tensors(&tensors)
+    }
+
+    /// Builds from named tensors (a value of `Err(dtype)` marks a tensor that is not F32).
+    pub fn from_tensors(tensors: &HashMap<String, Result<Tensor, String>>) -> Result<Self> {
+        let get = |name: &str, shape: &[usize]| -> Result<&Tensor> {
+            let t = match tensors.get(name) {
+                None => return Err(Error::MissingTensor { name: name.into() }),
+                Some(Err(dtype)) => {
+                    return Err(Error::TensorDtype {
+                        name: name.into(),
+                        found: dtype.clone(),
+                    })
+                }
+                Some(Ok(t)) => t,
+            };
+            if t.shape != shape {
+                return Err(Error::TensorShape {
+                    name: name.into(),
+                    expected: shape.to_vec(),
+                    found: t.shape.clone(),
+                });
+            }
+            if let Some(index) = t.data.iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteWeight {
+                    name: name.into(),
+                    index,
+                });
+            }
+            Ok(t)
+        };
+        let mut convs = HashMap::new();
+        for layer in arch::conv_layers() {
+            let in_per_group = if layer.kind == LayerKind::Depthwise {
+                1
+            } else {
+                layer.in_c
+            };
+            let w = get(
+                &format!("{}.weight", layer.conv),
+                &[layer.out_c, in_per_group, layer.k, layer.k],
+            )?;
+            let bn: Vec<&Tensor> = ["weight", "bias", "running_mean", "running_var"]
+                .iter()
+                .map(|p| get(&format!("{}.{p}", layer.bn), &[layer.out_c]))
+                .collect::<Result<_>>()?;
+            convs.insert(
+                layer.name.clone(),
+                fold(&w.data, layer.out_c, bn[0], bn[1], bn[2], bn[3]),
+            );
+        }
+        let mut heads = Vec::new();
+        for l in 0..3 {
+            let mut level: [Vec<f32>; 6] = Default::default();
+            for (i, (head, k)) in [("ClassHead", 2), ("BboxHead", 4), ("LandmarkHead", 10)]
+                .into_iter()
+                .enumerate()
+            {
+                let out = k * 2;
+                level[2 * i] = get(
+                    &format!("{head}.{l}.conv1x1.weight"),
+                    &[out, arch::HEAD_IN, 1, 1],
+                )?
+                .data
+                .clone();
+                level[2 * i + 1] = get(&format!("{head}.{l}.conv1x1.bias"), &[out])?
+                    .data
+                    .clone();
+            }
+            heads.push(level);
+        }
+        Ok(Self { convs, heads })
+    }
+
+    pub fn head(&self, level: usize) -> HeadWeights<'_> {
+        let h = &self.heads[level];
+        HeadWeights {
+            cls: (&h[0], &h[1]),
+            bbox: (&h[2], &h[3]),
+            landm: (&h[4], &h[5]),
+        }
+    }
+
+    /// Packs every layer into one float array in the shaders' layouts (offsets multiples of 4).
+    pub fn pack(&self) -> Packed {
+        let mut data = Vec::new();
+        let mut at = HashMap::new();
+        let push = |data: &mut Vec<f32>, v: &[f32]| {
+            let off = data.len();
+            data.extend_from_slice(v);
+            data.resize(data.len().next_multiple_of(4), 0.0);
+            off
+        };
+        for layer in arch::conv_layers() {
+            let f = &self.convs[&layer.name];
+            let (w, b) = match layer.kind {
+                LayerKind::Depthwise => (
+                    depthwise::pack_weights(&f.weight, layer.out_c),
+                    f.bias.clone(),
+                ),
+                LayerKind::Dense => (
+                    conv::pack_weights(&f.weight, layer.out_c, layer.in_c, layer.k),
+                    conv::pack_bias(&f.bias),
+                ),
+            };
+            let weights = push(&mut data, &w);
+            let bias = push(&mut data, &b);
+            at.insert(layer.name.clone(), PackedAt { weights, bias });
+        }
+        let mut heads = Vec::new();
+        for l in 0..3 {
+            let (w, b) = self.head(l).pack(arch::HEAD_IN);
+            let weights = push(&mut data, &w);
+            let bias = push(&mut data, &b);
+            heads.push(PackedAt { weights, bias });
+        }
+        Packed { data, at, heads }
+    }
+
+    pub fn conv(&self, layer: &ConvLayer) -> &Folded {
+        &self.convs[&layer.name]
+    }
+}
+
+/// All weights in one buffer's worth of floats, with where each layer starts.
+pub struct Packed {
+    pub data: Vec<f32>,
+    pub at: HashMap<String, PackedAt>,
+    pub heads: Vec<PackedAt>,
+}
+
+/// Folds `y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta` into the convolution, in f64
+/// so the folded f32 weights are the correctly rounded ones.
+fn fold(
+    w: &[f32],
+    out_c: usize,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+) -> Folded {
+    let per = w.len() / out_c;
+    let mut weight = Vec::with_capacity(w.len());
+    let mut bias = Vec::with_capacity(out_c);
+    for co in 0..out_c {
+        let scale = gamma.data[co] as f64 / (var.data[co] as f64 + BN_EPS).sqrt();
+        weight.extend(
+            w[co * per..(co + 1) * per]
+                .iter()
+                .map(|v| (*v as f64 * scale) as f32),
+        );
+        bias.push((beta.data[co] as f64 - mean.data[co] as f64 * scale) as f32);
+    }
+    Folded { weight, bias }
+}

@@ -1,0 +1,77 @@
+//! GPU time per dispatch of one detection, and its summary per shader.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The GPU time of one dispatch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTime {
+    /// The layer or stage (e.g. `fpn.merge1.0`).
+    pub label: String,
+    /// The shader it ran (e.g. `conv`).
+    pub shader: String,
+    pub ms: f64,
+}
+
+/// Timestamps of every dispatch of one detection, in execution order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Profile {
+    pub steps: Vec<StepTime>,
+}
+
+/// Totals of one shader over a detection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShaderTotal {
+    pub shader: String,
+    pub calls: usize,
+    pub ms: f64,
+}
+
+impl Profile {
+    pub fn total_ms(&self) -> f64 {
+        self.steps.iter().map(|s| s.ms).sum()
+    }
+
+    /// Per shader, slowest first.
+    pub fn by_shader(&self) -> Vec<ShaderTotal> {
+        let mut map: BTreeMap<&str, (usize, f64)> = BTreeMap::new();
+        for s in &self.steps {
+            let e = map.entry(&s.shader).or_default();
+            e.0 += 1;
+            e.1 += s.ms;
+        }
+        let mut out: Vec<ShaderTotal> = map
+            .into_iter()
+            .map(|(shader, (calls, ms))| ShaderTotal {
+                shader: shader.to_string(),
+                calls,
+                ms,
+            })
+            .collect();
+        out.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        out
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<14} {:>6} {:>10} {:>10} {:>6}",
+            "shader", "calls", "total ms", "ms/call", "share"
+        )?;
+        let total = self.total_ms().max(1e-9);
+        for s in self.by_shader() {
+            writeln!(
+                f,
+                "{:<14} {:>6} {:>10.3} {:>10.4} {:>5.1}%",
+                s.shader,
+                s.calls,
+                s.ms,
+                s.ms / s.calls as f64,
+                100.0 * s.ms / total
+            )?;
+        }
+        write!(f, "{:<14} {:>6} {:>10.3}", "all", self.steps.len(), total)
+    }
+}

@@ -1,0 +1,73 @@
+//! Where the tests find the shared weights and golden data, and a detector shared by the tests
+//! of one binary (opening lavapipe and compiling pipelines is the slow part).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use retinaface::model::weights::Weights;
+use retinaface::{Detector, GpuContext};
+
+/// `RETINAFACE_TESTDATA`, else `../shared/testdata` beside the checkout.
+pub fn testdata() -> PathBuf {
+    std::env::var_os("RETINAFACE_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata"))
+        })
+}
+
+/// `RETINAFACE_WEIGHTS`, else `../shared/weights/retinaface_mnet025.safetensors`.
+pub fn weights_path() -> PathBuf {
+    std::env::var_os("RETINAFACE_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/weights/retinaface_mnet025.safetensors"
+            ))
+        })
+}
+
+pub fn detector() -> &'static Detector {
+    static D: OnceLock<Detector> = OnceLock::new();
+    D.get_or_init(|| {
+        let w = Weights::load(&weights_path()).expect("shared weights");
+        let ctx = GpuContext::new().expect("tests need a wgpu adapter (lavapipe on CI)");
+        Detector::with_context(ctx, &w)
+    })
+}
+
+/// Reads a float32 tensor from a safetensors file: (shape, data).
+pub fn read_tensor(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), data)
+}
+
+/// NCHW (batch 1) to HWC.
+pub fn nchw_to_hwc(data: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0f32; data.len()];
+    for ci in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                out[(y * w + x) * c + ci] = data[(ci * h + y) * w + x];
+            }
+        }
+    }
+    out
+}
+
+/// Largest |a - b| divided by the largest |b|: the error relative to the output's magnitude
+/// (element-wise relative error is meaningless for values near zero after long sums).
+pub fn scaled_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
