@@ -11,7 +11,9 @@
 //   0 resolves the 32 rows of the block sequentially from the block's own word (a row is kept
 //   unless an earlier kept row of the block or of an earlier block removed it), then all
 //   invocations OR the kept rows' mask words into the later words of `removed` in parallel.
-//   Two barriers per 32 candidates rather than per candidate.
+//   A few barriers per 32 candidates rather than per candidate, and at most ~10000 loop
+//   iterations for invocation 0 (llvmpipe silently stops the loops of an invocation after
+//   65535 iterations in total; see sort.wgsl).
 // Then the kept faces are copied out: `faces` = [kept, candidates, top_k, 0] as u32, then
 // kept * 16 words in score order, the same layout as the candidates.
 

@@ -392,6 +392,7 @@ mod tests {
                 for x in 0..*fw {
                     for m in MIN_SIZES[l] {
                         let c = &gpu[a];
+                        assert_eq!(c.prior_index, a as u32);
                         let (cx, cy) = ((x as f64 + 0.5) * s, (y as f64 + 0.5) * s);
                         let want = [
                             cx - m as f64 / 2.0,

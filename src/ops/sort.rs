@@ -1,6 +1,7 @@
-//! Host side of `shaders/sort.wgsl`: one-workgroup bitonic sort of the candidates by score
-//! (descending, ties by prior index), truncation to the best [`MAX_SORT`], gather into a
-//! contiguous list, and the indirect dispatch arguments of the NMS mask pass.
+//! Host side of `shaders/sort.wgsl`: in one workgroup, an exact radix select of the best
+//! [`MAX_SORT`] candidates when there are more, a bitonic sort of those by score (descending,
+//! ties by prior index), a gather into a contiguous list, and the indirect dispatch arguments
+//! of the NMS mask pass. The count exists only on the GPU; nothing is read back.
 
 use std::sync::Arc;
 
