@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::face::{Face, Landmarks};
 use crate::gpu::profiler::Timestamps;
 use crate::gpu::GpuContext;
+use crate::model::arch::Model;
 use crate::model::plan::{too_large, Input, Kernels, NetPlan, Plan, RunSettings};
 use crate::model::postprocess::RawFace;
 use crate::model::weights::{self, Packed, Weights};
@@ -23,7 +24,8 @@ const MAX_PLANS: usize = 4;
 
 type PlanCache = Vec<(Resample, Arc<Mutex<Plan>>)>;
 
-/// A RetinaFace-MobileNet0.25 detector bound to one wgpu device.
+/// A RetinaFace detector (MobileNet0.25 or ResNet50, as the weights say) bound to one wgpu
+/// device.
 ///
 /// `Send + Sync`: share it between threads; calls on images of the same size take turns on
 /// that size's buffers.
@@ -41,9 +43,22 @@ impl Detector {
     /// Opens the default GPU and loads the weights from `weights` or the usual places
     /// (`RETINAFACE_WEIGHTS`, `./weights`, the per-user cache).
     pub fn new(weights: Option<&Path>) -> Result<Self> {
-        let path = weights::resolve(weights)?;
+        Self::for_model(Model::Mnet025, weights)
+    }
+
+    /// Like [`Detector::new`], but the usual places are searched for `model`'s file
+    /// ([`Model::file_name`], as `retinaface fetch-weights MODEL` installs it). A file named
+    /// by `weights` or `RETINAFACE_WEIGHTS` is used whatever model it holds. `.pth`
+    /// checkpoints are converted in memory.
+    pub fn for_model(model: Model, weights: Option<&Path>) -> Result<Self> {
+        let path = weights::resolve_for(model, weights)?;
         let w = Weights::load(&path)?;
         Ok(Self::with_context(GpuContext::new()?, &w))
+    }
+
+    /// The network the detector runs.
+    pub fn model(&self) -> Model {
+        self.packed.model
     }
 
     /// Runs on the caller's device and queue.
@@ -172,6 +187,7 @@ impl Detector {
         profile: bool,
     ) -> Result<(Vec<Face>, Profile)> {
         if let Some(e) = too_large(
+            self.packed.model,
             r.dst_w,
             r.dst_h,
             r.src_w as u64 * r.src_h as u64,

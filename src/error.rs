@@ -15,13 +15,19 @@ pub enum Error {
     #[error("the GPU reported an error during {stage}: {reason}")]
     Gpu { stage: String, reason: String },
 
-    #[error("weights not found; looked in: {searched}. Get `retinaface_mnet025.safetensors` (see weights/README.md for its source, licence and sha256) and put it in one of those places, pass `--weights PATH`, or set RETINAFACE_WEIGHTS")]
-    WeightsNotFound { searched: String },
+    #[error("weights not found; looked in: {searched}. Run `retinaface fetch-weights {model}` to download, verify and install them into the per-user cache, or get `{file}` (see weights/README.md for its source, licence and content hash) and put it in one of those places, pass `--weights PATH` (a .safetensors or a PyTorch .pth), or set RETINAFACE_WEIGHTS")]
+    WeightsNotFound {
+        searched: String,
+        /// The model whose weights were looked for (`mnet025`, `resnet50`).
+        model: String,
+        /// The file name looked for.
+        file: String,
+    },
 
     #[error("cannot read weights file {path}: {reason}")]
     WeightsFile { path: PathBuf, reason: String },
 
-    #[error("weights are missing tensor `{name}`; is this a RetinaFace-MobileNet0.25 state dict?")]
+    #[error("weights are missing tensor `{name}`; is this a RetinaFace (MobileNet0.25 or ResNet50) state dict?")]
     MissingTensor { name: String },
 
     #[error("weight tensor `{name}` has shape {found:?}, expected {expected:?}")]
@@ -76,6 +82,35 @@ pub enum Error {
 
     #[error("invalid option: {0}")]
     InvalidOption(String),
+
+    #[error("cannot tell which RetinaFace model these weights are for: {reason}")]
+    UnknownModel { reason: String },
+
+    #[error("cannot read PyTorch checkpoint{}: {reason}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Checkpoint {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+
+    #[error("refusing PyTorch checkpoint{}: it refers to the Python global `{global}`, which a state dict of tensors never needs; loading it could run code, so only collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and torch storage types are accepted", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    UnsafeCheckpoint {
+        path: Option<PathBuf>,
+        global: String,
+    },
+
+    #[error("download of {url} failed: {reason}; nothing was installed")]
+    Download { url: String, reason: String },
+
+    #[error("the file downloaded from {url} has content hash {found}, expected {expected} (weights/README.md): it is not the published {model} weights (corrupt or replaced); nothing was installed")]
+    ContentHashMismatch {
+        url: String,
+        model: String,
+        expected: String,
+        found: String,
+    },
+
+    #[error("cannot write {path}: {reason}")]
+    WriteFile { path: PathBuf, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

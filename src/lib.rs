@@ -11,6 +11,7 @@
 pub mod detector;
 pub mod error;
 pub mod face;
+pub mod fetch;
 pub mod gpu;
 pub mod image_io;
 pub mod model;
@@ -22,6 +23,7 @@ pub use detector::Detector;
 pub use error::{Error, Result};
 pub use face::{Face, Landmarks};
 pub use gpu::GpuContext;
+pub use model::arch::Model;
 pub use options::{DetectOptions, Resize};
 pub use profile::Profile;
 /// The wgpu version this crate is built against, so callers sharing a device use the same one.

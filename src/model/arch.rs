@@ -3,6 +3,7 @@
 
 use crate::ops::conv::ConvShape;
 use crate::ops::depthwise::DwShape;
+use crate::ops::maxpool::PoolShape;
 use crate::ops::upsample_add::UpShape;
 use crate::ops::Activation;
 
@@ -217,6 +218,14 @@ pub enum Op {
         size: (u32, u32),
         row_offset: u32,
     },
+    /// `k x k` max pooling (ResNet's stem).
+    MaxPool {
+        shape: PoolShape,
+        src: TensorId,
+        dst: TensorId,
+    },
+    /// `x = relu(x + identity)` in place on `x` (ResNet's residual join).
+    AddRelu { identity: TensorId, x: TensorId },
 }
 
 /// Every tensor and operation for one network input size. Tensor 0 is the network input.
@@ -366,6 +375,453 @@ impl Builder {
             coarse,
             fine,
         });
+    }
+}
+
+/// The supported networks (biubug6 Pytorch_Retinaface `cfg_mnet` and `cfg_re50`), told apart
+/// by the tensor names of their state dicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Model {
+    /// MobileNetV1-0.25 backbone, FPN/SSH with 64 channels and LeakyReLU(0.1).
+    #[default]
+    Mnet025,
+    /// torchvision ResNet-50 backbone, FPN/SSH with 256 channels and ReLU.
+    Resnet50,
+}
+
+/// ResNet-50's four stages: (bottleneck blocks, width, stride of the first block).
+const RESNET50_LAYERS: [(usize, usize, u32); 4] =
+    [(3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)];
+/// A bottleneck's output is 4x its width.
+const EXPANSION: usize = 4;
+
+impl Model {
+    pub const ALL: [Model; 2] = [Model::Mnet025, Model::Resnet50];
+
+    /// The name used on the command line (`--model`, `fetch-weights`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Mnet025 => "mnet025",
+            Model::Resnet50 => "resnet50",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Model::Mnet025 => "RetinaFace, MobileNet0.25 backbone",
+            Model::Resnet50 => "RetinaFace, ResNet50 backbone",
+        }
+    }
+
+    /// The safetensors file name looked for in the weight directories and the cache.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Model::Mnet025 => "retinaface_mnet025.safetensors",
+            Model::Resnet50 => "retinaface_resnet50.safetensors",
+        }
+    }
+
+    /// Channels of the FPN/SSH features that the heads read.
+    pub fn head_in(self) -> usize {
+        match self {
+            Model::Mnet025 => HEAD_IN,
+            Model::Resnet50 => 256,
+        }
+    }
+
+    /// FPN/SSH activation: Pytorch_Retinaface uses LeakyReLU(0.1) when `out_channels <= 64`,
+    /// else LeakyReLU(0), which is ReLU.
+    pub fn neck_activation(self) -> Activation {
+        if self.head_in() <= 64 {
+            Activation::Leaky
+        } else {
+            Activation::Relu
+        }
+    }
+
+    /// Every convolution of the network, in execution order.
+    pub fn conv_layers(self) -> Vec<ConvLayer> {
+        match self {
+            Model::Mnet025 => conv_layers(),
+            Model::Resnet50 => {
+                let mut out = resnet50_body();
+                out.extend(neck_layers(self, [512, 1024, 2048]));
+                out
+            }
+        }
+    }
+
+    /// Every tensor of the state dict with its shape, in execution order (without
+    /// `num_batches_tracked`, which the network does not use).
+    pub fn expected_tensors(self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        for l in self.conv_layers() {
+            let in_per_group = if l.kind == LayerKind::Depthwise {
+                1
+            } else {
+                l.in_c
+            };
+            out.push((
+                format!("{}.weight", l.conv),
+                vec![l.out_c, in_per_group, l.k, l.k],
+            ));
+            for p in ["weight", "bias", "running_mean", "running_var"] {
+                out.push((format!("{}.{p}", l.bn), vec![l.out_c]));
+            }
+        }
+        for level in 0..3 {
+            for (head, k) in [("ClassHead", 2), ("BboxHead", 4), ("LandmarkHead", 10)] {
+                let n = k * 2;
+                out.push((
+                    format!("{head}.{level}.conv1x1.weight"),
+                    vec![n, self.head_in(), 1, 1],
+                ));
+                out.push((format!("{head}.{level}.conv1x1.bias"), vec![n]));
+            }
+        }
+        out
+    }
+
+    /// Learned parameters (convolution and head weights and biases, batch-norm scale and
+    /// shift), and all tensor values (adding the batch-norm running statistics).
+    pub fn parameter_counts(self) -> (usize, usize) {
+        let mut learned = 0;
+        let mut all = 0;
+        for (name, shape) in self.expected_tensors() {
+            let n: usize = shape.iter().product();
+            all += n;
+            if !name.ends_with("running_mean") && !name.ends_with("running_var") {
+                learned += n;
+            }
+        }
+        (learned, all)
+    }
+
+    /// Which network a state dict is for, from its tensor names (a `module.` prefix allowed).
+    pub fn detect<'a>(names: impl IntoIterator<Item = &'a str>) -> crate::Result<Model> {
+        let mut count = 0;
+        for name in names {
+            count += 1;
+            let n = name.strip_prefix("module.").unwrap_or(name);
+            if n.starts_with("body.stage") {
+                return Ok(Model::Mnet025);
+            }
+            if n.starts_with("body.layer") || n.starts_with("body.conv1.") {
+                return Ok(Model::Resnet50);
+            }
+        }
+        Err(crate::Error::UnknownModel {
+            reason: format!(
+                "none of its {count} tensors is named like MobileNet0.25's `body.stage1...` or ResNet50's `body.conv1...` / `body.layer1...`"
+            ),
+        })
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Model {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "mnet025" | "mobilenet0.25" | "mobilenet" | "mnet" => Ok(Model::Mnet025),
+            "resnet50" | "re50" | "resnet" => Ok(Model::Resnet50),
+            _ => Err(crate::Error::InvalidOption(format!(
+                "unknown model `{s}`; expected mnet025 or resnet50"
+            ))),
+        }
+    }
+}
+
+/// torchvision ResNet-50 as `IntermediateLayerGetter` keeps it (`body.conv1` ... `body.layer4`):
+/// conv1 7x7/2 + bn1 + ReLU (the maxpool between is not a layer), then bottlenecks whose
+/// stride sits on the 3x3 (torchvision's "v1.5"); each stage's first block has a 1x1
+/// downsample. conv3 and the downsample have no activation: the join applies the ReLU.
+fn resnet50_body() -> Vec<ConvLayer> {
+    let dense = |conv: String, bn: String, i: usize, o: usize, k: usize, s: u32, act| {
+        layer(conv, bn, LayerKind::Dense, i, o, k, s, act)
+    };
+    let mut out = vec![dense(
+        "body.conv1".into(),
+        "body.bn1".into(),
+        3,
+        64,
+        7,
+        2,
+        Activation::Relu,
+    )];
+    let mut in_c = 64;
+    for (li, (blocks, width, stride)) in RESNET50_LAYERS.into_iter().enumerate() {
+        for b in 0..blocks {
+            let p = format!("body.layer{}.{b}", li + 1);
+            let s = if b == 0 { stride } else { 1 };
+            let out_c = width * EXPANSION;
+            let c = |i: usize| (format!("{p}.conv{i}"), format!("{p}.bn{i}"));
+            let (c1, b1) = c(1);
+            out.push(dense(c1, b1, in_c, width, 1, 1, Activation::Relu));
+            let (c2, b2) = c(2);
+            out.push(dense(c2, b2, width, width, 3, s, Activation::Relu));
+            let (c3, b3) = c(3);
+            out.push(dense(c3, b3, width, out_c, 1, 1, Activation::None));
+            if b == 0 {
+                out.push(dense(
+                    format!("{p}.downsample.0"),
+                    format!("{p}.downsample.1"),
+                    in_c,
+                    out_c,
+                    1,
+                    s,
+                    Activation::None,
+                ));
+            }
+            in_c = out_c;
+        }
+    }
+    out
+}
+
+/// FPN (three 1x1 laterals, two 3x3 merges) and the three SSH modules for `model`'s width.
+fn neck_layers(model: Model, in_channels: [usize; 3]) -> Vec<ConvLayer> {
+    let (ch, act) = (model.head_in(), model.neck_activation());
+    let mut out: Vec<ConvLayer> = in_channels
+        .iter()
+        .enumerate()
+        .map(|(i, cin)| conv_bn(&format!("fpn.output{}", i + 1), *cin, ch, 1, 1, act))
+        .collect();
+    out.push(conv_bn("fpn.merge2", ch, ch, 3, 1, act));
+    out.push(conv_bn("fpn.merge1", ch, ch, 3, 1, act));
+    for level in 1..=3 {
+        out.extend(ssh_layers_for(model, level));
+    }
+    out
+}
+
+/// SSH's five convolutions at `model`'s width: 3x3 -> ch/2, and ch/4 for the 5x5 and 7x7
+/// branches. The ReLU after the concat is applied by each branch's last conv.
+fn ssh_layers_for(model: Model, level: usize) -> [ConvLayer; 5] {
+    let (ch, act) = (model.head_in(), model.neck_activation());
+    let (half, quarter) = (ch / 2, ch / 4);
+    let p = format!("ssh{level}");
+    [
+        conv_bn(&format!("{p}.conv3X3"), ch, half, 3, 1, Activation::Relu),
+        conv_bn(&format!("{p}.conv5X5_1"), ch, quarter, 3, 1, act),
+        conv_bn(
+            &format!("{p}.conv5X5_2"),
+            quarter,
+            quarter,
+            3,
+            1,
+            Activation::Relu,
+        ),
+        conv_bn(&format!("{p}.conv7X7_2"), quarter, quarter, 3, 1, act),
+        conv_bn(
+            &format!("{p}.conv7x7_3"),
+            quarter,
+            quarter,
+            3,
+            1,
+            Activation::Relu,
+        ),
+    ]
+}
+
+impl Graph {
+    /// The graph of `model` for one network input size.
+    pub fn for_model(model: Model, net_w: u32, net_h: u32) -> Self {
+        match model {
+            Model::Mnet025 => Graph::new(net_w, net_h),
+            Model::Resnet50 => resnet50_graph(net_w, net_h),
+        }
+    }
+}
+
+fn resnet50_graph(net_w: u32, net_h: u32) -> Graph {
+    // The input tensor is laid out as for every model (it is the preprocess shader's output).
+    let input = Graph::new(net_w, net_h).tensors.swap_remove(0);
+    let mut g = Builder {
+        tensors: vec![input],
+        ops: Vec::new(),
+    };
+    let model = Model::Resnet50;
+    let layers = model.conv_layers();
+    let by_name = |n: &str| layers.iter().find(|l| l.name == n).unwrap().clone();
+    let stem = g.layer(&by_name("body.conv1"), 0, None);
+    let t = g.tensors[stem].clone();
+    let shape = PoolShape {
+        in_w: t.w,
+        in_h: t.h,
+        channels: t.c,
+        ksize: 3,
+        stride: 2,
+        pad: 1,
+    };
+    let mut x = g.tensor("body.maxpool".into(), shape.out_w(), shape.out_h(), t.c);
+    g.ops.push(Op::MaxPool {
+        shape,
+        src: stem,
+        dst: x,
+    });
+    let mut taps = Vec::new();
+    for (li, (blocks, _, _)) in RESNET50_LAYERS.into_iter().enumerate() {
+        for b in 0..blocks {
+            let p = format!("body.layer{}.{b}", li + 1);
+            let a = g.layer(&by_name(&format!("{p}.conv1")), x, None);
+            let a = g.layer(&by_name(&format!("{p}.conv2")), a, None);
+            let out = g.layer(&by_name(&format!("{p}.conv3")), a, None);
+            let identity = if b == 0 {
+                g.layer(&by_name(&format!("{p}.downsample.0")), x, None)
+            } else {
+                x
+            };
+            g.ops.push(Op::AddRelu { identity, x: out });
+            x = out;
+        }
+        g.tensors[x].name = format!("body.layer{}", li + 1);
+        if li >= 1 {
+            taps.push(x);
+        }
+    }
+    neck(g, model, &layers, [taps[0], taps[1], taps[2]])
+}
+
+/// FPN, SSH and heads on the three backbone taps (strides 8, 16, 32). Tensor names as in the
+/// MobileNet graph: `fpn.out1..3`, `ssh1..3`.
+fn neck(mut g: Builder, model: Model, layers: &[ConvLayer], taps: [TensorId; 3]) -> Graph {
+    let ch = model.head_in() as u32;
+    let by_name = |n: &str| layers.iter().find(|l| l.name == n).unwrap().clone();
+    let lat: Vec<TensorId> = (0..3)
+        .map(|i| g.layer(&by_name(&format!("fpn.output{}.0", i + 1)), taps[i], None))
+        .collect();
+    g.tensors[lat[2]].name = "fpn.out3".into();
+    g.up_add(lat[2], lat[1]);
+    let out2 = g.layer(&by_name("fpn.merge2.0"), lat[1], None);
+    g.tensors[out2].name = "fpn.out2".into();
+    g.up_add(out2, lat[0]);
+    let out1 = g.layer(&by_name("fpn.merge1.0"), lat[0], None);
+    g.tensors[out1].name = "fpn.out1".into();
+    let mut levels = [(0, 0); 3];
+    let mut rows = 0;
+    for (i, feat) in [out1, out2, lat[2]].into_iter().enumerate() {
+        let t = &g.tensors[feat];
+        let (w, h) = (t.w, t.h);
+        let ssh = g.tensor(format!("ssh{}", i + 1), w, h, ch);
+        let l = ssh_layers_for(model, i + 1);
+        g.layer(&l[0], feat, Some((ssh, 0)));
+        let c5 = g.layer(&l[1], feat, None);
+        g.layer(&l[2], c5, Some((ssh, ch / 2)));
+        let c7 = g.layer(&l[3], c5, None);
+        g.layer(&l[4], c7, Some((ssh, ch / 2 + ch / 4)));
+        g.ops.push(Op::Heads {
+            level: i,
+            src: ssh,
+            size: (w, h),
+            row_offset: rows,
+        });
+        levels[i] = (w, h);
+        rows += w * h * 2;
+    }
+    Graph {
+        tensors: g.tensors,
+        ops: g.ops,
+        levels,
+        anchors: rows,
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+
+    #[test]
+    fn resnet50_graph_shapes_at_640() {
+        let g = Graph::for_model(Model::Resnet50, 640, 640);
+        assert_eq!(g.anchors, 16800);
+        assert_eq!(g.levels, [(80, 80), (40, 40), (20, 20)]);
+        let t = |n: &str| {
+            let t = &g.tensors[g.find(n).unwrap()];
+            (t.w, t.h, t.c)
+        };
+        assert_eq!(t("body.conv1"), (320, 320, 64));
+        assert_eq!(t("body.maxpool"), (160, 160, 64));
+        assert_eq!(t("body.layer1"), (160, 160, 256));
+        assert_eq!(t("body.layer2"), (80, 80, 512));
+        assert_eq!(t("body.layer3"), (40, 40, 1024));
+        assert_eq!(t("body.layer4"), (20, 20, 2048));
+        assert_eq!(t("fpn.out1"), (80, 80, 256));
+        assert_eq!(t("ssh3"), (20, 20, 256));
+        // 16 residual joins, one maxpool.
+        let joins = g
+            .ops
+            .iter()
+            .filter(|o| matches!(o, Op::AddRelu { .. }))
+            .count();
+        assert_eq!(joins, 16);
+    }
+
+    #[test]
+    fn resnet50_odd_sizes_have_the_mobilenet_levels() {
+        for (w, h) in [(75, 53), (1600, 898), (1, 1), (17, 33)] {
+            let (r, m) = (Graph::for_model(Model::Resnet50, w, h), Graph::new(w, h));
+            assert_eq!((r.levels, r.anchors), (m.levels, m.anchors), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn resnet50_tensors_and_parameters() {
+        let t = Model::Resnet50.expected_tensors();
+        let find = |n: &str| t.iter().find(|(name, _)| name == n).unwrap().1.clone();
+        assert_eq!(find("body.conv1.weight"), [64, 3, 7, 7]);
+        assert_eq!(find("body.layer1.0.downsample.0.weight"), [256, 64, 1, 1]);
+        assert_eq!(find("body.layer4.2.conv3.weight"), [2048, 512, 1, 1]);
+        assert_eq!(find("fpn.output3.0.weight"), [256, 2048, 1, 1]);
+        assert_eq!(find("ssh1.conv3X3.0.weight"), [128, 256, 3, 3]);
+        assert_eq!(find("ssh1.conv7x7_3.0.weight"), [64, 64, 3, 3]);
+        assert_eq!(find("LandmarkHead.2.conv1x1.weight"), [20, 256, 1, 1]);
+        // torchvision's ResNet-50 without fc has 23,508,032 parameters (25,557,032 - 2,049,000).
+        let body: usize = t
+            .iter()
+            .filter(|(n, _)| n.starts_with("body.") && !n.contains("running_"))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        assert_eq!(body, 23_508_032);
+        // The MobileNet count in weights/README.md.
+        assert_eq!(Model::Mnet025.parameter_counts(), (426_608, 433_296));
+    }
+
+    #[test]
+    fn model_is_picked_from_tensor_names() {
+        let names = |m: Model| m.expected_tensors().into_iter().map(|(n, _)| n);
+        for m in Model::ALL {
+            let v: Vec<String> = names(m).collect();
+            assert_eq!(Model::detect(v.iter().map(|s| s.as_str())).unwrap(), m);
+            let prefixed: Vec<String> = names(m).map(|n| format!("module.{n}")).collect();
+            assert_eq!(
+                Model::detect(prefixed.iter().map(|s| s.as_str())).unwrap(),
+                m
+            );
+            assert_eq!(m.name().parse::<Model>().unwrap(), m);
+        }
+        let e = Model::detect(["fc.weight", "fc.bias"]).unwrap_err();
+        assert!(e.to_string().contains("2 tensors"), "{e}");
+        assert!("vgg".parse::<Model>().is_err());
+    }
+
+    #[test]
+    fn mobilenet_layers_are_the_generic_neck_at_64() {
+        // The MobileNet FPN/SSH list equals the generic builder's at 64 channels, LeakyReLU.
+        let all = conv_layers();
+        let neck = neck_layers(Model::Mnet025, [64, 128, 256]);
+        let tail = &all[all.len() - neck.len()..];
+        for (a, b) in tail.iter().zip(&neck) {
+            assert_eq!(
+                (&a.name, &a.bn, a.in_c, a.out_c, a.k, a.stride, a.act),
+                (&b.name, &b.bn, b.in_c, b.out_c, b.k, b.stride, b.act)
+            );
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::arch::{Graph, Op, TensorInfo};
+use super::arch::{Graph, Model, Op, TensorInfo};
 use super::postprocess::{PostKernels, PostPlan, RawFace};
 use super::weights::Packed;
 use crate::error::{Error, Result};
@@ -11,7 +11,9 @@ use crate::gpu::profiler::Timestamps;
 use crate::gpu::{storage_buffer, GpuContext};
 use crate::ops::heads::ROW;
 use crate::ops::preprocess::Resample;
-use crate::ops::{conv, depthwise, heads, preprocess, upsample_add, Kernel, Step};
+use crate::ops::{
+    add_relu, conv, depthwise, heads, maxpool, preprocess, upsample_add, Kernel, Step,
+};
 
 /// Every pipeline, compiled once per detector.
 pub(crate) struct Kernels {
@@ -21,6 +23,9 @@ pub(crate) struct Kernels {
     pub upsample_add: Arc<Kernel>,
     pub heads: Arc<Kernel>,
     pub post: PostKernels,
+    /// ResNet50 only (lavapipe and most drivers compile a pipeline at its first dispatch).
+    pub maxpool: Arc<Kernel>,
+    pub add_relu: Arc<Kernel>,
 }
 
 impl Kernels {
@@ -32,6 +37,8 @@ impl Kernels {
             upsample_add: upsample_add::kernel(ctx),
             heads: heads::kernel(ctx),
             post: PostKernels::new(ctx),
+            maxpool: maxpool::kernel(ctx),
+            add_relu: add_relu::kernel(ctx),
         }
     }
 }
@@ -70,8 +77,14 @@ pub(crate) fn oversized(graph: &Graph, src_pixels: u64, limit: u64) -> Option<(S
 }
 
 /// The error for an input too large for the device, with the largest side that would fit.
-pub(crate) fn too_large(net_w: u32, net_h: u32, src_pixels: u64, limit: u64) -> Option<Error> {
-    let (tensor, bytes) = oversized(&Graph::new(net_w, net_h), src_pixels, limit)?;
+pub(crate) fn too_large(
+    model: Model,
+    net_w: u32,
+    net_h: u32,
+    src_pixels: u64,
+    limit: u64,
+) -> Option<Error> {
+    let (tensor, bytes) = oversized(&Graph::for_model(model, net_w, net_h), src_pixels, limit)?;
     let long = net_w.max(net_h);
     let mut side = ((long as f64) * (limit as f64 / bytes as f64).sqrt()) as u32;
     while side > 16 {
@@ -81,7 +94,7 @@ pub(crate) fn too_large(net_w: u32, net_h: u32, src_pixels: u64, limit: u64) -> 
             ((net_h as f64) * f).round().max(1.0) as u32,
         );
         // The source image is still uploaded whole; only the network input shrinks.
-        if oversized(&Graph::new(w, h), 0, limit).is_none() {
+        if oversized(&Graph::for_model(model, w, h), 0, limit).is_none() {
             break;
         }
         side -= side / 64 + 1;
@@ -105,7 +118,7 @@ impl NetPlan {
         net_w: u32,
         net_h: u32,
     ) -> Self {
-        let graph = Graph::new(net_w, net_h);
+        let graph = Graph::for_model(packed.model, net_w, net_h);
         let buffers: Vec<wgpu::Buffer> = graph
             .tensors
             .iter()
@@ -188,6 +201,25 @@ impl NetPlan {
                     packed.heads[*level],
                     &raw,
                 ),
+                Op::MaxPool { shape, src, dst } => maxpool::step(
+                    ctx,
+                    &k.maxpool,
+                    &graph.tensors[*dst].name,
+                    *shape,
+                    &buffers[*src],
+                    &buffers[*dst],
+                ),
+                Op::AddRelu { identity, x } => {
+                    let t = &graph.tensors[*x];
+                    add_relu::step(
+                        ctx,
+                        &k.add_relu,
+                        &format!("{}.add_relu", t.name),
+                        t.w * t.h * t.c,
+                        &buffers[*identity],
+                        &buffers[*x],
+                    )
+                }
             });
         }
         Self {

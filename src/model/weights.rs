@@ -1,10 +1,11 @@
-//! Loading a RetinaFace state dict from safetensors: name checks, shape and finiteness
-//! validation, batch-norm folding, and packing into the shaders' layouts.
+//! Loading a RetinaFace state dict from safetensors or a PyTorch checkpoint: model detection
+//! from the tensor names, shape and finiteness validation, batch-norm folding, and packing
+//! into the shaders' layouts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::arch::{self, ConvLayer, LayerKind};
+use super::arch::{ConvLayer, LayerKind, Model};
 use crate::error::{Error, Result};
 use crate::ops::conv::{self, PackedAt};
 use crate::ops::depthwise;
@@ -31,6 +32,8 @@ pub struct Folded {
 /// Validated, folded weights of the whole network, still on the host.
 #[derive(Clone, Debug)]
 pub struct Weights {
+    /// The network these weights are for, picked from the tensor names.
+    pub model: Model,
     pub convs: HashMap<String, Folded>,
     /// Per level: (cls w, cls b, bbox w, bbox b, landm w, landm b), PyTorch layout.
     pub heads: Vec<[Vec<f32>; 6]>,
@@ -39,6 +42,11 @@ pub struct Weights {
 /// Where weights were looked for, in order: explicit path, `RETINAFACE_WEIGHTS`, `./weights`,
 /// the crate's `weights/` directory, the per-user cache.
 pub fn search_paths(explicit: Option<&Path>) -> Vec<PathBuf> {
+    search_paths_for(Model::Mnet025, explicit)
+}
+
+/// [`search_paths`] for `model`'s file ([`Model::file_name`]) in the same places.
+pub fn search_paths_for(model: Model, explicit: Option<&Path>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(p) = explicit {
         out.push(p.to_path_buf());
@@ -48,14 +56,15 @@ pub fn search_paths(explicit: Option<&Path>) -> Vec<PathBuf> {
         out.push(PathBuf::from(p));
         return out;
     }
-    out.push(PathBuf::from("weights").join(WEIGHTS_FILE));
+    let file = model.file_name();
+    out.push(PathBuf::from("weights").join(file));
     out.push(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("weights")
-            .join(WEIGHTS_FILE),
+            .join(file),
     );
     if let Some(dir) = cache_dir() {
-        out.push(dir.join(WEIGHTS_FILE));
+        out.push(dir.join(file));
     }
     out
 }
@@ -85,16 +94,27 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// Finds the weights file: the explicit path must exist; otherwise the first that exists.
 pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
-    let paths = search_paths(explicit);
+    resolve_for(Model::Mnet025, explicit)
+}
+
+/// [`resolve`] for `model`: `--model` picks which file the default places are searched for;
+/// a path the user named (`--weights`, `RETINAFACE_WEIGHTS`) wins, whatever its model.
+pub fn resolve_for(model: Model, explicit: Option<&Path>) -> Result<PathBuf> {
+    let paths = search_paths_for(model, explicit);
     if explicit.is_some() || std::env::var_os("RETINAFACE_WEIGHTS").is_some() {
         // A path the user named is used as is: a wrong one must fail, not fall back.
         return Ok(paths[0].clone());
     }
-    resolve_in(&paths)
+    resolve_in_for(model, &paths)
 }
 
 /// The first of `paths` that is a file.
 pub fn resolve_in(paths: &[PathBuf]) -> Result<PathBuf> {
+    resolve_in_for(Model::Mnet025, paths)
+}
+
+/// The first of `paths` that is a file; the error names `model`'s `fetch-weights` command.
+pub fn resolve_in_for(model: Model, paths: &[PathBuf]) -> Result<PathBuf> {
     paths
         .iter()
         .find(|p| p.is_file())
@@ -105,7 +125,28 @@ pub fn resolve_in(paths: &[PathBuf]) -> Result<PathBuf> {
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
+            model: model.name().to_string(),
+            file: model.file_name().to_string(),
         })
+}
+
+/// Puts the file's path into errors raised while parsing its bytes.
+fn with_path(e: Error, path: &Path) -> Error {
+    match e {
+        Error::WeightsFile { reason, .. } => Error::WeightsFile {
+            path: path.to_path_buf(),
+            reason,
+        },
+        Error::Checkpoint { reason, .. } => Error::Checkpoint {
+            path: Some(path.to_path_buf()),
+            reason,
+        },
+        Error::UnsafeCheckpoint { global, .. } => Error::UnsafeCheckpoint {
+            path: Some(path.to_path_buf()),
+            global,
+        },
+        other => other,
+    }
 }
 
 impl Weights {
@@ -114,13 +155,18 @@ impl Weights {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        Self::from_safetensors(&bytes).map_err(|e| match e {
-            Error::WeightsFile { reason, .. } => Error::WeightsFile {
-                path: path.to_path_buf(),
-                reason,
-            },
-            other => other,
-        })
+        Self::from_bytes(&bytes).map_err(|e| with_path(e, path))
+    }
+
+    /// A safetensors file or a PyTorch checkpoint (`.pth`, legacy or zip format), told apart
+    /// by their first bytes; a checkpoint is converted in memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if super::pth::is_checkpoint(bytes) {
+            let tensors = super::pth::read(bytes)?;
+            Self::from_tensors(&tensors.into_iter().map(|(n, t)| (n, Ok(t))).collect())
+        } else {
+            Self::from_safetensors(bytes)
+        }
     }
 
     pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
@@ -182,8 +228,9 @@ impl Weights {
             }
             Ok(t)
         };
+        let model = Model::detect(tensors.keys().map(|k| k.as_str()))?;
         let mut convs = HashMap::new();
-        for layer in arch::conv_layers() {
+        for layer in model.conv_layers() {
             let in_per_group = if layer.kind == LayerKind::Depthwise {
                 1
             } else {
@@ -212,7 +259,7 @@ impl Weights {
                 let out = k * 2;
                 level[2 * i] = get(
                     &format!("{head}.{l}.conv1x1.weight"),
-                    &[out, arch::HEAD_IN, 1, 1],
+                    &[out, model.head_in(), 1, 1],
                 )?
                 .data
                 .clone();
@@ -222,7 +269,11 @@ impl Weights {
             }
             heads.push(level);
         }
-        Ok(Self { convs, heads })
+        Ok(Self {
+            model,
+            convs,
+            heads,
+        })
     }
 
     pub fn head(&self, level: usize) -> HeadWeights<'_> {
@@ -244,7 +295,7 @@ impl Weights {
             data.resize(data.len().next_multiple_of(4), 0.0);
             off
         };
-        for layer in arch::conv_layers() {
+        for layer in self.model.conv_layers() {
             let f = &self.convs[&layer.name];
             let (w, b) = match layer.kind {
                 LayerKind::Depthwise => (
@@ -262,12 +313,17 @@ impl Weights {
         }
         let mut heads = Vec::new();
         for l in 0..3 {
-            let (w, b) = self.head(l).pack(arch::HEAD_IN);
+            let (w, b) = self.head(l).pack(self.model.head_in());
             let weights = push(&mut data, &w);
             let bias = push(&mut data, &b);
             heads.push(PackedAt { weights, bias });
         }
-        Packed { data, at, heads }
+        Packed {
+            model: self.model,
+            data,
+            at,
+            heads,
+        }
     }
 
     pub fn conv(&self, layer: &ConvLayer) -> &Folded {
@@ -277,6 +333,7 @@ impl Weights {
 
 /// All weights in one buffer's worth of floats, with where each layer starts.
 pub struct Packed {
+    pub model: Model,
     pub data: Vec<f32>,
     pub at: HashMap<String, PackedAt>,
     pub heads: Vec<PackedAt>,

@@ -1,10 +1,12 @@
 //! One host module per shader in `shaders/`: its parameters, pipeline, bind group, dispatch
 //! size, and a plain-Rust CPU reference that the tests compare the GPU against.
 
+pub mod add_relu;
 pub mod conv;
 pub mod decode;
 pub mod depthwise;
 pub mod heads;
+pub mod maxpool;
 pub mod nms;
 pub mod preprocess;
 pub mod sort;

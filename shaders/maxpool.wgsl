@@ -1,0 +1,48 @@
+// Max pooling (k x k window, stride s, padding pad), channels-last f32: ResNet's stem
+// maxpool (3x3, stride 2, padding 1). Padding never wins, as in PyTorch's max_pool2d, whose
+// padding is -inf: only taps inside the image are compared.
+//
+// Invocations run along channels first, as in depthwise.wgsl: neighbours read neighbouring
+// floats of the same pixel, so loads coalesce.
+
+struct Params {
+    in_w: u32,
+    in_h: u32,
+    channels: u32,
+    out_w: u32,
+    out_h: u32,
+    ksize: u32,
+    stride: u32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(16, 4, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let ox = gid.y;
+    let oy = gid.z;
+    if c >= p.channels || ox >= p.out_w || oy >= p.out_h {
+        return;
+    }
+    // The lowest finite f32: every window holds at least one tap inside the image (pad < k).
+    var m = -3.40282347e+38;
+    for (var ky = 0u; ky < p.ksize; ky++) {
+        // Unsigned wrap-around turns "above the top edge" into "past the bottom edge".
+        let iy = oy * p.stride + ky - p.pad;
+        if iy >= p.in_h {
+            continue;
+        }
+        for (var kx = 0u; kx < p.ksize; kx++) {
+            let ix = ox * p.stride + kx - p.pad;
+            if ix >= p.in_w {
+                continue;
+            }
+            m = max(m, src[(iy * p.in_w + ix) * p.channels + c]);
+        }
+    }
+    dst[(oy * p.out_w + ox) * p.channels + c] = m;
+}

@@ -1,0 +1,112 @@
+//! Host side of `shaders/add_relu.wgsl`: ResNet's residual join `x = relu(x + identity)`,
+//! in place on the bottleneck's output.
+
+use std::sync::Arc;
+
+use super::{div_ceil, Kernel, Slot, Step, Workgroups};
+use crate::gpu::{uniform_buffer, GpuContext};
+
+pub const SOURCE: &str = include_str!("../../shaders/add_relu.wgsl");
+
+/// Invocations per workgroup; must match the shader's `@workgroup_size`.
+const WG: u32 = 256;
+/// Most workgroups along one dispatch dimension.
+const MAX_GROUPS: u32 = 65535;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    row: u32,
+    _pad: [u32; 2],
+}
+
+pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
+    Kernel::new(
+        ctx,
+        "add_relu",
+        SOURCE,
+        "main",
+        &[Slot::Uniform, Slot::Read, Slot::ReadWrite],
+    )
+}
+
+/// `x[..n] = relu(x[..n] + identity[..n])`.
+pub(crate) fn step(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    label: &str,
+    n: u32,
+    identity: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+) -> Step {
+    let groups = div_ceil(n, WG).max(1);
+    let gx = groups.min(MAX_GROUPS);
+    let gy = div_ceil(groups, gx);
+    let params = Params {
+        n,
+        row: gx * WG,
+        _pad: [0; 2],
+    };
+    let uniform = uniform_buffer(ctx, label, &params);
+    Step {
+        label: label.to_string(),
+        kernel: kernel.clone(),
+        bind_group: kernel.bind(ctx, &[&uniform, identity, x]),
+        workgroups: Workgroups::Direct([gx, gy, 1]),
+    }
+}
+
+/// CPU reference, in place on `x`.
+pub fn cpu(identity: &[f32], x: &mut [f32]) {
+    for (v, i) in x.iter_mut().zip(identity) {
+        *v = (*v + *i).max(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{download_f32, upload_f32};
+    use crate::ops::run_steps;
+    use crate::ops::testutil::{ctx, Rng};
+
+    fn check(n: usize, seed: u64) {
+        let ctx = ctx();
+        let mut rng = Rng(seed);
+        let identity = rng.vec(n);
+        let mut x = rng.vec(n);
+        // A tail past n (the zero pixel convolutions read) must stay untouched.
+        let mut x_buf = x.clone();
+        x_buf.extend([-3.0; 5]);
+        let (ib, xb) = (
+            upload_f32(ctx, "id", &identity),
+            upload_f32(ctx, "x", &x_buf),
+        );
+        run_steps(
+            ctx,
+            &[step(ctx, &kernel(ctx), "add_relu", n as u32, &ib, &xb)],
+        );
+        let gpu = download_f32(ctx, &xb, n + 5).unwrap();
+        cpu(&identity, &mut x);
+        // One rounding (the add) on both sides: exact agreement.
+        assert_eq!(&gpu[..n], &x[..], "n = {n}");
+        assert_eq!(&gpu[n..], &[-3.0; 5], "n = {n}: wrote past n");
+        if n > 100 {
+            assert!(x.contains(&0.0) && x.iter().any(|v| *v > 0.0));
+        }
+    }
+
+    #[test]
+    fn odd_lengths() {
+        for (i, n) in [1usize, 255, 257, 13 * 7 * 33].into_iter().enumerate() {
+            check(n, 60 + i as u64);
+        }
+    }
+
+    #[test]
+    fn folds_into_2d_grid_past_65535_groups() {
+        // 65536 workgroups of 256 need a second grid row.
+        check(256 * 65535 + 300, 70);
+    }
+}
