@@ -76,13 +76,18 @@ pub struct Fetched {
     pub url: String,
 }
 
-/// Downloads, verifies, converts and installs `model`'s weights; see the module docs.
-pub fn fetch_weights(model: Model, opts: &FetchOptions) -> Result<Fetched> {
-    let url = opts
-        .url
+/// The URL [`fetch_weights`] downloads from: `opts.url`, else `RETINAFACE_WEIGHTS_URL`, else
+/// [`default_url`].
+pub fn resolve_url(model: Model, opts: &FetchOptions) -> String {
+    opts.url
         .clone()
         .or_else(|| std::env::var(URL_ENV).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| default_url(model).to_string());
+        .unwrap_or_else(|| default_url(model).to_string())
+}
+
+/// Downloads, verifies, converts and installs `model`'s weights; see the module docs.
+pub fn fetch_weights(model: Model, opts: &FetchOptions) -> Result<Fetched> {
+    let url = resolve_url(model, opts);
     let dir = opts
         .cache_dir
         .clone()

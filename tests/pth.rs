@@ -4,6 +4,7 @@
 //! above all a global that would run code, is refused with a typed error.
 
 mod common;
+mod torch_save;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use common::*;
 use retinaface::model::weights::{Tensor, Weights};
 use retinaface::model::{content_hash, pth};
 use retinaface::{Error, Model};
+use torch_save::*;
 
 fn shared_pth() -> PathBuf {
     weights_path().with_file_name("mobilenet0.25_Final.pth")
@@ -80,156 +82,6 @@ fn detector_weights_load_from_the_pth_directly() {
     assert_eq!(from_pth.model, Model::Mnet025);
     assert_eq!(from_pth.pack().data, from_st.pack().data);
 }
-
-// ---- a tiny pickle writer: the opcodes torch.save (protocol 2) emits for a state dict ----
-
-#[derive(Default)]
-struct Pickle(Vec<u8>);
-
-impl Pickle {
-    fn op(&mut self, b: &[u8]) -> &mut Self {
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn proto(&mut self) -> &mut Self {
-        self.op(&[0x80, 2])
-    }
-    fn global(&mut self, module: &str, name: &str) -> &mut Self {
-        self.op(format!("c{module}\n{name}\n").as_bytes())
-    }
-    fn str(&mut self, s: &str) -> &mut Self {
-        self.op(b"X")
-            .op(&(s.len() as u32).to_le_bytes())
-            .op(s.as_bytes())
-    }
-    fn int(&mut self, v: usize) -> &mut Self {
-        if v < 256 {
-            self.op(&[b'K', v as u8])
-        } else {
-            self.op(b"J").op(&(v as i32).to_le_bytes())
-        }
-    }
-    fn tuple(&mut self, items: &[usize]) -> &mut Self {
-        self.op(b"(");
-        for i in items {
-            self.int(*i);
-        }
-        self.op(b"t")
-    }
-    fn ordered_dict(&mut self) -> &mut Self {
-        self.global("collections", "OrderedDict").op(b")R")
-    }
-}
-
-/// One tensor entry of a hand-written state dict.
-struct Entry<'a> {
-    name: &'a str,
-    storage_type: &'a str,
-    key: &'a str,
-    storage_numel: usize,
-    offset: usize,
-    shape: Vec<usize>,
-    stride: Vec<usize>,
-}
-
-fn contiguous(name: &str, key: &str, shape: &[usize]) -> Entry<'static> {
-    let mut stride = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        stride[i] = stride[i + 1] * shape[i + 1];
-    }
-    Entry {
-        name: Box::leak(name.to_string().into_boxed_str()),
-        storage_type: "FloatStorage",
-        key: Box::leak(key.to_string().into_boxed_str()),
-        storage_numel: shape.iter().product(),
-        offset: 0,
-        shape: shape.to_vec(),
-        stride,
-    }
-}
-
-/// The state dict pickle: an OrderedDict of `_rebuild_tensor_v2` calls on persistent-id
-/// storages, then its `_metadata` attribute through BUILD. `legacy` adds the sixth (view)
-/// element of the legacy persistent id.
-fn state_dict_pickle(entries: &[Entry<'_>], legacy: bool) -> Vec<u8> {
-    let mut p = Pickle::default();
-    p.proto().ordered_dict().op(b"q\x01(");
-    for e in entries {
-        p.str(e.name)
-            .global("torch._utils", "_rebuild_tensor_v2")
-            .op(b"((")
-            .str("storage")
-            .global("torch", e.storage_type)
-            .str(e.key)
-            .str("cpu")
-            .int(e.storage_numel);
-        if legacy {
-            p.op(b"N");
-        }
-        p.op(b"tQ").int(e.offset).tuple(&e.shape).tuple(&e.stride);
-        p.op(b"\x89").ordered_dict().op(b"tR");
-    }
-    p.op(b"u}(").str("_metadata").ordered_dict();
-    p.str("").op(b"}(").str("version").int(1).op(b"us");
-    p.op(b"ub.");
-    p.0
-}
-
-/// A legacy-format file: magic, protocol, sys_info, state dict, storage keys, storages.
-fn legacy_file(entries: &[Entry<'_>], storages: &[(&str, Vec<u8>, usize)]) -> Vec<u8> {
-    let mut out = Pickle::default();
-    out.proto()
-        .op(&[0x8a, 10])
-        .op(&0x1950a86a20f9469cfc6cu128.to_le_bytes()[..10])
-        .op(b".");
-    out.proto().op(b"M").op(&1001u16.to_le_bytes()).op(b".");
-    out.proto()
-        .op(b"}(")
-        .str("protocol_version")
-        .op(b"M")
-        .op(&1001u16.to_le_bytes())
-        .str("little_endian")
-        .op(b"\x88u.");
-    out.op(&state_dict_pickle(entries, true));
-    out.proto().op(b"](");
-    for (key, _, _) in storages {
-        out.str(key);
-    }
-    out.op(b"e.");
-    for (_, bytes, numel) in storages {
-        out.op(&(*numel as u64).to_le_bytes()).op(bytes);
-    }
-    out.0
-}
-
-/// A zip-format file as torch >= 1.6 writes it: `archive/data.pkl`, `archive/data/<key>`.
-fn zip_file(entries: &[Entry<'_>], storages: &[(&str, Vec<u8>, usize)], deflate: bool) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let method = if deflate {
-        zip::CompressionMethod::Deflated
-    } else {
-        zip::CompressionMethod::Stored
-    };
-    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-    w.start_file("archive/data.pkl", opts).unwrap();
-    w.write_all(&state_dict_pickle(entries, false)).unwrap();
-    w.start_file("archive/byteorder", opts).unwrap();
-    w.write_all(b"little").unwrap();
-    for (key, bytes, _) in storages {
-        w.start_file(format!("archive/data/{key}"), opts).unwrap();
-        w.write_all(bytes).unwrap();
-    }
-    w.start_file("archive/version", opts).unwrap();
-    w.write_all(b"3\n").unwrap();
-    w.finish().unwrap().into_inner()
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// A storage: key, raw bytes, element count.
-type Storage = (&'static str, Vec<u8>, usize);
 
 /// The shared weights as (entries, storages): one storage per tensor, `module.` prefixed
 /// names, and a num_batches_tracked (int64) beside each batch norm, as DataParallel saves.

@@ -28,6 +28,16 @@ enum Command {
     /// Time detection on one image: wall time per detect after warm-up, and GPU time per shader.
     #[command(after_help = "Example:\n  retinaface bench --runs 20 --resize original photo.jpg")]
     Bench(BenchArgs),
+    /// Convert a PyTorch checkpoint (.pth, legacy or zip) to safetensors, without Python.
+    #[command(
+        after_help = "Example:\n  retinaface convert mobilenet0.25_Final.pth retinaface_mnet025.safetensors\n\nOnly a state dict's tensors are read: a checkpoint that refers to any other Python\nglobal is refused, so converting never runs code. Prints the model and the content hash.\n\nExit codes: 0 converted, 2 unreadable, unsafe or not a RetinaFace state dict."
+    )]
+    Convert(ConvertArgs),
+    /// Download the published weights, verify them, convert and install them in the cache.
+    #[command(
+        after_help = "Examples:\n  retinaface fetch-weights            (mnet025, 1.7 MB)\n  retinaface fetch-weights resnet50   (105 MB)\n\nInstalls MODEL's .safetensors into the per-user cache (RETINAFACE_CACHE_DIR, --cache-dir),\nwhere `detect --model MODEL` finds it. A truncated or wrong download installs nothing.\n\nExit codes: 0 installed (or already installed), 2 download or verification failed."
+    )]
+    FetchWeights(FetchWeightsArgs),
 }
 
 #[derive(Args)]
@@ -44,6 +54,9 @@ struct BenchArgs {
     size: Option<(u32, u32)>,
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// mnet025 or resnet50: whose file to look for in ./weights and the cache.
+    #[arg(long, default_value = "mnet025")]
+    model: retinaface::Model,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -72,6 +85,10 @@ struct DetectArgs {
     /// The weights file (.safetensors); else RETINAFACE_WEIGHTS, ./weights, the user cache.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Whose file to look for in ./weights and the cache: mnet025 or resnet50 (the file's
+    /// tensors decide the network).
+    #[arg(long, default_value = "mnet025")]
+    model: retinaface::Model,
 }
 
 /// The `retina-face` package's output: `{"face_1": {"score", "facial_area", "landmarks"}}`,
@@ -106,7 +123,8 @@ fn detect(args: DetectArgs) -> Result<bool, retinaface::Error> {
         allow_upscaling: !args.no_upscale,
     };
     options.validate()?;
-    let detector = Detector::new(args.weights.as_deref())?.with_options(options)?;
+    let detector =
+        Detector::for_model(args.model, args.weights.as_deref())?.with_options(options)?;
     let single = args.images.len() == 1;
     let mut all_ok = true;
     for path in &args.images {
@@ -130,7 +148,7 @@ fn bench(args: BenchArgs) -> Result<bool, retinaface::Error> {
         resize: args.resize.parse::<Resize>()?,
         ..Default::default()
     };
-    let detector = Detector::new(args.weights.as_deref())?;
+    let detector = Detector::for_model(args.model, args.weights.as_deref())?;
     let mut image = retinaface::image_io::load_path(&args.image)?;
     if let Some((w, h)) = args.size {
         image = image::imageops::resize(&image, w, h, image::imageops::FilterType::Triangle);
@@ -178,6 +196,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect(args) => detect(args),
         Command::Bench(args) => bench(args),
+        Command::Convert(args) => convert(args),
+        Command::FetchWeights(args) => fetch_weights(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -188,4 +208,88 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// A PyTorch checkpoint holding a RetinaFace state dict (float32).
+    input: PathBuf,
+    /// The safetensors file to write (replaced atomically).
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct FetchWeightsArgs {
+    /// mnet025 (MobileNet0.25) or resnet50 (ResNet50).
+    #[arg(default_value = "mnet025")]
+    model: retinaface::Model,
+    /// Install into this directory instead of the per-user cache (or set RETINAFACE_CACHE_DIR).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Download from this URL, e.g. a mirror (or set RETINAFACE_WEIGHTS_URL).
+    #[arg(long)]
+    url: Option<String>,
+    /// Download again even if verified weights are installed.
+    #[arg(long)]
+    force: bool,
+}
+
+/// What a content hash says about the weights, for the convert and fetch-weights reports.
+fn hash_note(model: retinaface::Model, hash: &str) -> String {
+    match retinaface::fetch::expected_content_hash(model) {
+        Some(h) if h == hash => format!("the published {model} weights"),
+        Some(_) => format!("not the published {model} weights (fine-tuned or other weights)"),
+        None => format!(
+            "no published {model} hash to compare with: every tensor was checked for presence, shape and finite values"
+        ),
+    }
+}
+
+fn convert<E: From<retinaface::Error>>(args: ConvertArgs) -> Result<bool, E> {
+    let c = retinaface::model::pth::convert_file(&args.input, &args.output)?;
+    println!(
+        "{} -> {}: {} ({}), {} tensors",
+        args.input.display(),
+        args.output.display(),
+        c.model,
+        c.model.description(),
+        c.tensors
+    );
+    println!(
+        "content hash {} ({})",
+        c.content_hash,
+        hash_note(c.model, &c.content_hash)
+    );
+    Ok(true)
+}
+
+fn fetch_weights<E: From<retinaface::Error>>(args: FetchWeightsArgs) -> Result<bool, E> {
+    use retinaface::fetch::{fetch_weights, resolve_url, FetchOptions};
+    let opts = FetchOptions {
+        url: args.url,
+        cache_dir: args.cache_dir,
+        progress: true,
+        force: args.force,
+    };
+    eprintln!(
+        "fetching {} weights from {}",
+        args.model,
+        resolve_url(args.model, &opts)
+    );
+    let f = fetch_weights(args.model, &opts)?;
+    if f.downloaded == 0 {
+        println!("already installed: {}", f.path.display());
+    } else {
+        println!(
+            "installed {} ({} bytes downloaded)",
+            f.path.display(),
+            f.downloaded
+        );
+    }
+    println!(
+        "content hash {} ({})",
+        f.content_hash,
+        hash_note(f.model, &f.content_hash)
+    );
+    Ok(true)
 }

@@ -788,8 +788,11 @@ mod model_tests {
             .map(|(_, s)| s.iter().product::<usize>())
             .sum();
         assert_eq!(body, 23_508_032);
-        // The MobileNet count in weights/README.md.
+        // The counts in weights/README.md.
         assert_eq!(Model::Mnet025.parameter_counts(), (426_608, 433_296));
+        assert_eq!(Model::Resnet50.parameter_counts(), (27_293_600, 27_351_584));
+        assert_eq!(Model::Mnet025.expected_tensors().len(), 253);
+        assert_eq!(t.len(), 383);
     }
 
     #[test]

@@ -882,6 +882,29 @@ pub fn convert(bytes: &[u8], source: Option<&str>) -> Result<Converted> {
     convert_tensors(&read(bytes)?, source)
 }
 
+/// [`convert`] from file to file; the output is replaced atomically (temporary file and
+/// rename), so a failed conversion leaves no partial file.
+pub fn convert_file(input: &std::path::Path, output: &std::path::Path) -> Result<Converted> {
+    let bytes = std::fs::read(input).map_err(|e| Error::WeightsFile {
+        path: input.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let source = input.file_name().map(|n| n.to_string_lossy().into_owned());
+    let c = convert(&bytes, source.as_deref()).map_err(|e| match e {
+        Error::Checkpoint { reason, .. } => Error::Checkpoint {
+            path: Some(input.to_path_buf()),
+            reason,
+        },
+        Error::UnsafeCheckpoint { global, .. } => Error::UnsafeCheckpoint {
+            path: Some(input.to_path_buf()),
+            global,
+        },
+        other => other,
+    })?;
+    crate::fetch::write_atomic(output, &c.safetensors)?;
+    Ok(c)
+}
+
 /// [`convert`] for tensors already read with [`read`].
 pub fn convert_tensors(tensors: &[(String, Tensor)], source: Option<&str>) -> Result<Converted> {
     let map = tensors
