@@ -37,7 +37,13 @@ const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 /// Whether `bytes` look like a PyTorch checkpoint (a zip archive or a pickle), as opposed to
 /// a safetensors file (which starts with a little-endian header length).
 pub fn is_checkpoint(bytes: &[u8]) -> bool {
-    bytes.starts_with(ZIP_MAGIC) || (bytes.len() >= 2 && bytes[0] == 0x80 && bytes[1] <= 5)
+    // A safetensors header length can start with 0x80 too (e.g. 384 bytes): its JSON header
+    // begins at byte 8 with `{`, where a legacy checkpoint has the magic number's bytes.
+    let safetensors = bytes.len() >= 9
+        && bytes[8] == b'{'
+        && u64::from_le_bytes(bytes[..8].try_into().unwrap()) <= (bytes.len() - 8) as u64;
+    bytes.starts_with(ZIP_MAGIC)
+        || (!safetensors && bytes.len() >= 2 && bytes[0] == 0x80 && bytes[1] <= 5)
 }
 
 /// The float32 tensors of a checkpoint's state dict, in file order, with a `module.` prefix
@@ -951,6 +957,18 @@ pub fn convert_tensors(tensors: &[(String, Tensor)], source: Option<&str>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn safetensors_with_a_0x80_header_length_is_not_a_checkpoint() {
+        let mut st = 384u64.to_le_bytes().to_vec();
+        st.push(b'{');
+        st.resize(8 + 384, b' ');
+        assert_eq!(st[..2], [0x80, 0x01]);
+        assert!(!is_checkpoint(&st));
+        let legacy = [&b"\x80\x02\x8a\x0a"[..], &LEGACY_MAGIC.to_le_bytes()[..10]].concat();
+        assert!(is_checkpoint(&legacy));
+        assert!(is_checkpoint(b"PK\x03\x04rest"));
+    }
 
     #[test]
     fn contiguity() {
