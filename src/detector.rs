@@ -1,7 +1,7 @@
 //! The detector: weights on the GPU once, a cached plan per input size, one submit per image.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use wgpu::util::DeviceExt;
 
@@ -14,6 +14,7 @@ use crate::model::plan::{too_large, Input, Kernels, NetPlan, Plan, RunSettings};
 use crate::model::postprocess::RawFace;
 use crate::model::weights::{self, Packed, Weights};
 use crate::ops::preprocess::Resample;
+use crate::ops::{warp, Kernel};
 use crate::options::DetectOptions;
 use crate::profile::{Profile, StepTime};
 
@@ -37,6 +38,8 @@ pub struct Detector {
     plans: Mutex<PlanCache>,
     options: DetectOptions,
     timestamps: Mutex<Option<Timestamps>>,
+    /// The crop shader (`align.rs`), compiled on first use: detection alone never needs it.
+    warp: OnceLock<Arc<Kernel>>,
 }
 
 impl Detector {
@@ -79,6 +82,7 @@ impl Detector {
             plans: Mutex::new(Vec::new()),
             options: DetectOptions::default(),
             timestamps: Mutex::new(None),
+            warp: OnceLock::new(),
         }
     }
 
@@ -242,7 +246,7 @@ impl Detector {
 
     /// Runs `f` with wgpu's validation and out-of-memory errors turned into our error type
     /// instead of wgpu's default panic.
-    fn scoped<T>(&self, stage: &str, f: impl FnOnce() -> T) -> Result<T> {
+    pub(crate) fn scoped<T>(&self, stage: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self
             .ctx
             .device
@@ -309,6 +313,11 @@ impl Detector {
             net.graph.anchors as usize * crate::ops::heads::ROW,
         )?;
         Ok((out, raw))
+    }
+
+    /// The pipeline of `shaders/warp.wgsl` (face crops), compiled on first use.
+    pub(crate) fn warp_kernel(&self) -> &Arc<Kernel> {
+        self.warp.get_or_init(|| warp::kernel(&self.ctx))
     }
 }
 

@@ -8,6 +8,8 @@
 //! # Ok::<(), retinaface::Error>(())
 //! ```
 
+pub mod align;
+pub mod annotate;
 pub mod detector;
 pub mod error;
 pub mod face;
@@ -19,6 +21,7 @@ pub mod ops;
 pub mod options;
 pub mod profile;
 
+pub use align::{ExtractOptions, FaceCrop};
 pub use detector::Detector;
 pub use error::{Error, Result};
 pub use face::{Face, Landmarks};

@@ -11,6 +11,7 @@ pub mod nms;
 pub mod preprocess;
 pub mod sort;
 pub mod upsample_add;
+pub mod warp;
 
 use std::sync::Arc;
 
