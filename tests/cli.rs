@@ -122,3 +122,275 @@ fn bad_resize_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max:N"));
 }
+
+/// A fresh directory for one test's output files.
+fn out_dir(test: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("retinaface-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn help_shows_examples_commands_and_exit_codes() {
+    let out = cli().arg("--help").output().unwrap();
+    ok(&out);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "Examples:",
+        "Exit codes:",
+        "detect",
+        "extract",
+        "annotate",
+        "info",
+        "retinaface detect -",
+    ] {
+        assert!(help.contains(want), "--help lacks {want:?}:\n{help}");
+    }
+    let out = cli().args(["extract", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "--arcface",
+        "--target-size",
+        "--expand-face-area",
+        "--no-align",
+        "--no-upscale",
+        "--threshold",
+    ] {
+        assert!(help.contains(want), "extract --help lacks {want}");
+    }
+}
+
+#[test]
+fn stdin_dash_reads_the_image() {
+    use std::io::Write;
+    let bytes = std::fs::read(image("small_group.jpg")).unwrap();
+    let mut child = cli()
+        .args(["detect", "--resize", "original", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_object().unwrap().len(), 3);
+    assert_eq!(v["face_1"]["facial_area"][0].as_i64(), Some(234));
+    // stdin holds one image.
+    let out = cli().args(["detect", "-", "-"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn csv_output_has_a_header_and_one_row_per_face() {
+    let out = cli()
+        .args([
+            "detect",
+            "--output",
+            "csv",
+            "--resize",
+            "original",
+            &image("small_group.jpg"),
+            &image("no_face.jpg"),
+            &image("portrait_frontal.jpg"),
+        ])
+        .output()
+        .unwrap();
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0][0], "image");
+    assert_eq!(rows[0].len(), 17);
+    // 3 + 0 + 1 faces.
+    assert_eq!(rows.len(), 1 + 4, "{text}");
+    assert!(rows[1][0].ends_with("small_group.jpg"));
+    assert_eq!(&rows[1][1..2], ["1"]);
+    assert!(rows[1][2].parse::<f32>().unwrap() > 0.99);
+    assert_eq!(&rows[1][3..5], ["234", "205"]);
+    assert!(rows.iter().all(|r| r.len() == 17));
+    assert!(rows[4][0].ends_with("portrait_frontal.jpg"));
+    // Right eye x < left eye x.
+    let x = |r: &Vec<&str>, i: usize| r[i].parse::<f32>().unwrap();
+    assert!(x(&rows[4], 7) < x(&rows[4], 9));
+}
+
+#[test]
+fn jsonl_output_is_one_line_per_image_even_for_one() {
+    let out = cli()
+        .args(["detect", "--output", "jsonl", &image("small_group.jpg")])
+        .output()
+        .unwrap();
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert!(v["image"].as_str().unwrap().ends_with("small_group.jpg"));
+    assert_eq!(v["faces"].as_object().unwrap().len(), 3);
+}
+
+#[test]
+fn extract_writes_aligned_crops_and_lists_them() {
+    let dir = out_dir("extract");
+    let strip = dir.join("strip.png");
+    let out = cli()
+        .args([
+            "extract",
+            "--resize",
+            "original",
+            "--target-size",
+            "96x112",
+            "--out",
+        ])
+        .arg(&dir)
+        .arg("--strip")
+        .arg(&strip)
+        .args([&image("small_group.jpg"), &image("tilted_head.png")])
+        .output()
+        .unwrap();
+    ok(&out);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let crops = lines[0]["crops"].as_array().unwrap();
+    assert_eq!(crops.len(), 3);
+    for (i, c) in crops.iter().enumerate() {
+        let file = std::path::PathBuf::from(c["file"].as_str().unwrap());
+        assert_eq!(file, dir.join(format!("small_group_face{}.png", i + 1)));
+        assert_eq!(image::image_dimensions(&file).unwrap(), (96, 112));
+        assert!(c["score"].as_f64().unwrap() > 0.9);
+    }
+    assert_eq!(lines[1]["crops"].as_array().unwrap().len(), 1);
+    let tilted = &lines[1]["crops"][0];
+    assert!(tilted["angle"].as_f64().unwrap().abs() > 30.0, "{tilted}");
+    // Four crops side by side with 4 px gaps.
+    assert_eq!(
+        image::image_dimensions(&strip).unwrap(),
+        (4 * 96 + 3 * 4, 112)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn extract_arcface_gives_112_square_crops_and_survives_a_bad_image() {
+    let dir = out_dir("arcface");
+    let missing = testdata().join("images/does_not_exist.jpg");
+    let out = cli()
+        .args(["extract", "--arcface", "--out"])
+        .arg(&dir)
+        .arg(&missing)
+        .arg(image("portrait_frontal.jpg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "one image failed: exit 1");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does_not_exist.jpg"));
+    let crop = dir.join("portrait_frontal_face1.png");
+    assert_eq!(image::image_dimensions(&crop).unwrap(), (112, 112));
+    // ArcFace crops have a fixed geometry: the other geometry options are usage errors.
+    let out = cli()
+        .args(["extract", "--arcface", "--target-size", "64x64", "--out"])
+        .arg(&dir)
+        .arg(image("portrait_frontal.jpg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli()
+        .args(["extract", "--target-size", "64", "--out"])
+        .arg(&dir)
+        .arg(image("portrait_frontal.jpg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Pixels of the box colour in an annotated picture.
+fn box_pixels(path: &std::path::Path) -> usize {
+    let img = image::open(path).unwrap().to_rgb8();
+    img.pixels()
+        .filter(|p| *p == &retinaface::annotate::BOX_COLOR)
+        .count()
+}
+
+#[test]
+fn annotate_draws_the_faces_into_a_png() {
+    let dir = out_dir("annotate");
+    let file = dir.join("group.png");
+    let out = cli()
+        .args(["annotate", &image("small_group.jpg"), "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(image::image_dimensions(&file).unwrap(), (500, 375));
+    // Three boxes of roughly 60x80 px outlined, plus their labels.
+    assert!(
+        box_pixels(&file) > 3 * 2 * (60 + 80),
+        "{}",
+        box_pixels(&file)
+    );
+    // And `detect --annotate DIR` with several images writes one picture each.
+    let pics = dir.join("pics");
+    let out = cli()
+        .args(["detect", "--output", "jsonl", "--annotate"])
+        .arg(&pics)
+        .args([&image("small_group.jpg"), &image("no_face.jpg")])
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert!(box_pixels(&pics.join("small_group_annotated.png")) > 0);
+    assert_eq!(box_pixels(&pics.join("no_face_annotated.png")), 0);
+    // Output pictures are PNG.
+    let out = cli()
+        .args(["annotate", &image("small_group.jpg"), "--out"])
+        .arg(dir.join("x.gif"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn info_prints_adapter_limits_and_weights() {
+    let out = cli().arg("info").output().unwrap();
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "adapter:",
+        "backend:",
+        "max_storage_buffer_binding_size",
+        "max_compute_workgroups_per_dimension",
+        "weights:",
+        "parameters",
+    ] {
+        assert!(text.contains(want), "info lacks {want:?}:\n{text}");
+    }
+    assert!(
+        text.contains(&weights_path().display().to_string()),
+        "{text}"
+    );
+    let out = cli()
+        .env("RETINAFACE_WEIGHTS", "/nonexistent/w.safetensors")
+        .arg("info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("adapter:") && text.contains("/nonexistent/w.safetensors"),
+        "{text}"
+    );
+}
