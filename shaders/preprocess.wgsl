@@ -1,6 +1,7 @@
 // 8-bit RGBA pixels (one u32 per pixel, R in the low byte) to the network input: bilinear
 // resize with half-pixel centres clamped at the borders (OpenCV INTER_LINEAR on a float image,
-// no antialiasing), BGR order, minus the mean (104, 117, 123), channels-last f32.
+// no antialiasing), BGR order, minus the mean (104, 117, 123), channels-last f32 with a
+// fourth channel of zeros.
 //
 // `scale` is source pixels per destination pixel. It is the inverse of the nominal resize
 // factor, not in/out, when the caller resized by a factor, as OpenCV does for fx/fy.
@@ -18,7 +19,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 
 const MEAN_BGR = vec3<f32>(104.0, 117.0, 123.0);
 
@@ -58,8 +59,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let top = mix(pixel_bgr(x0, y0), pixel_bgr(x1, y0), tx.z);
     let bottom = mix(pixel_bgr(x0, y1), pixel_bgr(x1, y1), tx.z);
     let v = mix(top, bottom, ty.z) - MEAN_BGR;
-    let o = (gid.y * p.dst_w + gid.x) * 3u;
-    dst[o] = v.x;
-    dst[o + 1u] = v.y;
-    dst[o + 2u] = v.z;
+    // A fourth, zero channel makes each pixel one vec4 for the first convolution.
+    dst[gid.y * p.dst_w + gid.x] = vec4<f32>(v, 0.0);
 }

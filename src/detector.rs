@@ -138,7 +138,8 @@ impl Detector {
             scale_x: 1.0,
             scale_y: 1.0,
         };
-        Ok(self.run(r, Input::Tensor(input_hwc), opts, 1.0, false)?.0)
+        let input = with_zero_channel(input_hwc);
+        Ok(self.run(r, Input::Tensor(&input), opts, 1.0, false)?.0)
     }
 
     pub fn detect_with(&self, image: &image::RgbaImage, opts: &DetectOptions) -> Result<Vec<Face>> {
@@ -279,9 +280,11 @@ impl Detector {
         let net = self.scoped("building buffers", || {
             NetPlan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, w, h)
         })?;
-        self.ctx
-            .queue
-            .write_buffer(&net.buffers[0], 0, bytemuck::cast_slice(input_hwc));
+        self.ctx.queue.write_buffer(
+            &net.buffers[0],
+            0,
+            bytemuck::cast_slice(&with_zero_channel(input_hwc)),
+        );
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -325,6 +328,13 @@ fn resample(opts: &DetectOptions, w: u32, h: u32) -> (Resample, f32) {
         scale_y: step,
     };
     (r, step)
+}
+
+/// BGR pixels to the network input's layout, which has a fourth, zero channel.
+fn with_zero_channel(bgr: &[f32]) -> Vec<f32> {
+    bgr.chunks_exact(3)
+        .flat_map(|p| [p[0], p[1], p[2], 0.0])
+        .collect()
 }
 
 fn to_face(r: RawFace) -> Face {

@@ -9,6 +9,8 @@ use crate::ops::Activation;
 
 /// Channels of the FPN/SSH features that the heads read.
 pub const HEAD_IN: usize = 64;
+/// Channels of the network input tensor: B, G, R minus the mean, and 0.
+pub const INPUT_CHANNELS: u32 = 4;
 pub const STRIDES: [u32; 3] = [8, 16, 32];
 pub const MIN_SIZES: [[f32; 2]; 3] = [[16.0, 32.0], [64.0, 128.0], [256.0, 512.0]];
 
@@ -184,8 +186,10 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// The buffer: the image plus one pixel of zeros at the end, which convolutions read for
+    /// taps outside the image instead of branching per channel.
     pub fn bytes(&self) -> u64 {
-        self.w as u64 * self.h as u64 * self.c as u64 * 4
+        (self.w as u64 * self.h as u64 + 1) * self.c as u64 * 4
     }
 }
 
@@ -244,7 +248,8 @@ impl Graph {
                 name: "input".into(),
                 w: net_w,
                 h: net_h,
-                c: 3,
+                // BGR and a zero channel, so every tensor's pixel is whole vec4s.
+                c: INPUT_CHANNELS,
             }],
             ops: Vec::new(),
         };

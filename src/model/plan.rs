@@ -18,7 +18,7 @@ use crate::ops::{
 /// Every pipeline, compiled once per detector.
 pub(crate) struct Kernels {
     pub preprocess: Arc<Kernel>,
-    pub conv: Arc<Kernel>,
+    pub conv: conv::ConvKernels,
     pub depthwise: Arc<Kernel>,
     pub upsample_add: Arc<Kernel>,
     pub heads: Arc<Kernel>,
@@ -149,6 +149,7 @@ impl NetPlan {
                         &k.conv,
                         &layer.name,
                         *shape,
+                        conv::Tile::for_shape(shape),
                         layer.act,
                         &buffers[*src],
                         weights,

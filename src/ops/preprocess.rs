@@ -84,10 +84,10 @@ fn taps(d: u32, scale: f32, size: u32) -> (usize, usize, f32) {
     (i as usize, (i + 1.0).min(last) as usize, t)
 }
 
-/// CPU reference: RGBA8 bytes in, HWC BGR minus mean out.
+/// CPU reference: RGBA8 bytes in, HWC (B, G, R minus mean, 0) out.
 pub fn cpu(r: Resample, rgba: &[u8]) -> Vec<f32> {
     let px = |x: usize, y: usize, c: usize| rgba[(y * r.src_w as usize + x) * 4 + (2 - c)] as f32;
-    let mut out = Vec::with_capacity((r.dst_w * r.dst_h * 3) as usize);
+    let mut out = Vec::with_capacity((r.dst_w * r.dst_h * 4) as usize);
     for y in 0..r.dst_h {
         let (y0, y1, ty) = taps(y, r.scale_y, r.src_h);
         for x in 0..r.dst_w {
@@ -97,6 +97,7 @@ pub fn cpu(r: Resample, rgba: &[u8]) -> Vec<f32> {
                 let bottom = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
                 out.push(top + (bottom - top) * ty - mean);
             }
+            out.push(0.0);
         }
     }
     out
@@ -123,7 +124,7 @@ mod tests {
                 contents: &rgba,
                 usage: wgpu::BufferUsages::STORAGE,
             });
-        let n = (r.dst_w * r.dst_h * 3) as usize;
+        let n = (r.dst_w * r.dst_h * 4) as usize;
         let dst = crate::gpu::upload_f32(ctx, "dst", &vec![0.0; n]);
         run_steps(ctx, &[step(ctx, &kernel(ctx), r, &src, &dst)]);
         let gpu = download_f32(ctx, &dst, n).unwrap();
