@@ -209,13 +209,17 @@ impl Detector {
         }
         let ts = if profile { ts.as_ref() } else { None };
         let (raw, times) = self.scoped("detection", || plan.run(&self.ctx, input, run, ts))??;
+        let from_pixels = matches!(input, Input::Rgba(_));
         let steps = plan
-            .steps(matches!(input, Input::Rgba(_)))
+            .steps(from_pixels)
+            .zip(plan.work(from_pixels))
             .zip(times)
-            .map(|(s, ns)| StepTime {
+            .map(|((s, work), ns)| StepTime {
                 label: s.label.clone(),
                 shader: s.kernel.name.to_string(),
                 ms: ns / 1e6,
+                flops: work.flops,
+                bytes: work.bytes,
             })
             .collect();
         Ok((raw.into_iter().map(to_face).collect(), Profile { steps }))

@@ -232,6 +232,59 @@ pub enum Op {
     AddRelu { identity: TensorId, x: TensorId },
 }
 
+/// What one operation costs: floating-point operations (a multiply-add is two) and the bytes
+/// of tensors and weights it reads and writes at least once. For the profiler's GFLOP/s and GB/s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    pub flops: u64,
+    pub bytes: u64,
+}
+
+impl Op {
+    pub fn work(&self, g: &Graph) -> Work {
+        let t = |id: &TensorId| {
+            let t = &g.tensors[*id];
+            t.w as u64 * t.h as u64 * t.c as u64 * 4
+        };
+        match self {
+            Op::Conv { shape, src, .. } => {
+                let out = shape.out_w() as u64 * shape.out_h() as u64 * shape.out_c as u64 * 4;
+                let w = (shape.ksize * shape.ksize * shape.in_c * shape.out_c) as u64 * 4;
+                Work {
+                    flops: 2 * shape.macs(),
+                    bytes: t(src) + out + w,
+                }
+            }
+            Op::Depthwise {
+                shape, src, dst, ..
+            } => Work {
+                flops: 2 * shape.macs(),
+                bytes: t(src) + t(dst),
+            },
+            Op::UpsampleAdd { coarse, fine, .. } => Work {
+                flops: t(fine) / 4,
+                bytes: t(coarse) + 2 * t(fine),
+            },
+            Op::Heads { src, size, .. } => {
+                let c = g.tensors[*src].c as u64;
+                let outs = size.0 as u64 * size.1 as u64 * 2 * 16;
+                Work {
+                    flops: 2 * outs * c,
+                    bytes: t(src) + outs * 4,
+                }
+            }
+            Op::MaxPool { src, dst, .. } => Work {
+                flops: 9 * t(dst) / 4,
+                bytes: t(src) + t(dst),
+            },
+            Op::AddRelu { identity, x } => Work {
+                flops: 2 * t(x) / 4,
+                bytes: t(identity) + 2 * t(x),
+            },
+        }
+    }
+}
+
 /// Every tensor and operation for one network input size. Tensor 0 is the network input.
 #[derive(Clone, Debug)]
 pub struct Graph {

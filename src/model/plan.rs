@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::arch::{Graph, Model, Op, TensorInfo};
+use super::arch::{Graph, Model, Op, TensorInfo, Work};
 use super::postprocess::{PostKernels, PostPlan, RawFace};
 use super::weights::Packed;
 use crate::error::{Error, Result};
@@ -59,6 +59,8 @@ pub(crate) struct NetPlan {
     pub buffers: Vec<wgpu::Buffer>,
     pub raw: wgpu::Buffer,
     pub steps: Vec<Step>,
+    /// The known cost of each step, for the profiler.
+    pub work: Vec<Work>,
 }
 
 /// The first buffer of a plan that does not fit the device's per-binding limit, if any.
@@ -130,6 +132,7 @@ impl NetPlan {
             graph.anchors as u64 * (ROW * 4) as u64,
         );
         let mut steps = Vec::new();
+        let work = graph.ops.iter().map(|op| op.work(&graph)).collect();
         for op in &graph.ops {
             steps.push(match op {
                 Op::Conv {
@@ -228,6 +231,7 @@ impl NetPlan {
             buffers,
             raw,
             steps,
+            work,
         }
     }
 }
@@ -243,6 +247,7 @@ pub(crate) enum Input<'a> {
 
 /// Everything needed to turn one image of a given size into faces.
 pub(crate) struct Plan {
+    resample: Resample,
     pixels: wgpu::Buffer,
     preprocess: Step,
     pub net: NetPlan,
@@ -269,6 +274,7 @@ impl Plan {
             mapped_at_creation: false,
         });
         Self {
+            resample: r,
             pixels,
             preprocess,
             net,
@@ -338,6 +344,21 @@ impl Plan {
             _ => Vec::new(),
         };
         Ok((PostPlan::parse_faces(&bytes), times))
+    }
+
+    /// The cost of each step of [`Plan::steps`], where known (zero for the post-processing,
+    /// whose work depends on the number of candidates).
+    pub fn work(&self, from_pixels: bool) -> impl Iterator<Item = Work> + '_ {
+        let r = &self.resample;
+        let pre = Work {
+            flops: r.dst_w as u64 * r.dst_h as u64 * 3 * 8,
+            bytes: (r.src_w as u64 * r.src_h as u64 + r.dst_w as u64 * r.dst_h as u64 * 4) * 4,
+        };
+        from_pixels
+            .then_some(pre)
+            .into_iter()
+            .chain(self.net.work.iter().copied())
+            .chain(self.post.steps().iter().map(|_| Work::default()))
     }
 
     /// The steps of a run, in order; the preprocess step only when starting from pixels.
