@@ -1,7 +1,7 @@
 //! The detector: weights on the GPU once, a cached plan per input size, one submit per image.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use wgpu::util::DeviceExt;
 
@@ -20,9 +20,10 @@ use crate::profile::{Profile, StepTime};
 /// Images smaller than this on either side are refused: the smallest anchor is 16 px.
 pub const MIN_SIDE: u32 = 16;
 /// Plans (buffers for one input size) kept at most; the least recently used goes first.
-const MAX_PLANS: usize = 4;
+const MAX_PLANS: usize = 6;
 
-type PlanCache = Vec<(Resample, Arc<Mutex<Plan>>)>;
+/// Idle plans, least recently used first.
+type PlanCache = Vec<(Resample, Plan)>;
 
 /// A RetinaFace detector (MobileNet0.25 or ResNet50, as the weights say) bound to one wgpu
 /// device.
@@ -178,15 +179,9 @@ impl Detector {
         Ok(resample(opts, w, h))
     }
 
+    /// Checks the sizes against the device and turns options into per-run settings.
     /// `step`: original-image pixels per network pixel.
-    fn run(
-        &self,
-        r: Resample,
-        input: Input<'_>,
-        opts: &DetectOptions,
-        step: f32,
-        profile: bool,
-    ) -> Result<(Vec<Face>, Profile)> {
+    fn prepare(&self, r: Resample, opts: &DetectOptions, step: f32) -> Result<RunSettings> {
         if let Some(e) = too_large(
             self.packed.model,
             r.dst_w,
@@ -196,53 +191,126 @@ impl Detector {
         ) {
             return Err(e);
         }
-        let run = RunSettings {
+        Ok(RunSettings {
             threshold: opts.threshold,
             nms_threshold: opts.nms_threshold,
             scale: [step, step],
-        };
-        let plan = self.plan(r)?;
-        let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+        })
+    }
+
+    fn run(
+        &self,
+        r: Resample,
+        input: Input<'_>,
+        opts: &DetectOptions,
+        step: f32,
+        profile: bool,
+    ) -> Result<(Vec<Face>, Profile)> {
+        let run = self.prepare(r, opts, step)?;
+        let mut plan = self.checkout(r)?;
         let mut ts = self.timestamps.lock().unwrap_or_else(|e| e.into_inner());
         if profile && ts.is_none() {
             *ts = Timestamps::new(&self.ctx, 256);
         }
         let ts = if profile { ts.as_ref() } else { None };
-        let (raw, times) = self.scoped("detection", || plan.run(&self.ctx, input, run, ts))??;
+        let result = self.scoped("detection", || {
+            plan.submit(&self.ctx, input, run, ts);
+            plan.collect(&self.ctx, ts)
+        });
         let from_pixels = matches!(input, Input::Rgba(_));
-        let steps = plan
-            .steps(from_pixels)
-            .zip(plan.work(from_pixels))
-            .zip(times)
-            .map(|((s, work), ns)| StepTime {
-                label: s.label.clone(),
-                shader: s.kernel.name.to_string(),
-                ms: ns / 1e6,
-                flops: work.flops,
-                bytes: work.bytes,
-            })
-            .collect();
+        let steps = match &result {
+            Ok(Ok((_, times))) => plan
+                .steps(from_pixels)
+                .zip(plan.work(from_pixels))
+                .zip(times)
+                .map(|((s, work), ns)| StepTime {
+                    label: s.label.clone(),
+                    shader: s.kernel.name.to_string(),
+                    ms: ns / 1e6,
+                    flops: work.flops,
+                    bytes: work.bytes,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.checkin(r, plan);
+        let (raw, _) = result??;
         Ok((raw.into_iter().map(to_face).collect(), Profile { steps }))
     }
 
-    /// The cached plan for this input size, built on first use.
-    fn plan(&self, r: Resample) -> Result<Arc<Mutex<Plan>>> {
-        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = plans.iter().position(|(k, _)| *k == r) {
-            let entry = plans.remove(i);
-            let plan = entry.1.clone();
-            plans.push(entry);
-            return Ok(plan);
+    /// An idle plan for this input size: a cached one, or a new one. The caller owns it until
+    /// [`Detector::checkin`], so concurrent calls and frames in flight never share buffers.
+    fn checkout(&self, r: Resample) -> Result<Plan> {
+        {
+            let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = plans.iter().rposition(|(k, _)| *k == r) {
+                return Ok(plans.remove(i).1);
+            }
         }
-        let plan = self.scoped("building buffers", || {
+        self.scoped("building buffers", || {
             Plan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, r)
-        })?;
-        let plan = Arc::new(Mutex::new(plan));
-        if plans.len() >= MAX_PLANS {
+        })
+    }
+
+    /// Returns a plan to the cache, dropping the least recently used beyond `MAX_PLANS`, so
+    /// memory stays bounded whatever sequence of sizes comes in.
+    fn checkin(&self, r: Resample, plan: Plan) {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans.push((r, plan));
+        while plans.len() > MAX_PLANS {
             plans.remove(0);
         }
-        plans.push((r, plan.clone()));
-        Ok(plan)
+    }
+
+    /// Detects on many images of any sizes, keeping up to `depth` of them on the GPU at
+    /// once so that uploading one overlaps computing another. Results are in input order; a
+    /// bad image gets its error and the others go on.
+    pub fn detect_batch(
+        &self,
+        images: &[image::RgbaImage],
+        opts: &DetectOptions,
+    ) -> Vec<Result<Vec<Face>>> {
+        let mut stream = self.stream(opts, 2);
+        let mut out: Vec<Option<Result<Vec<Face>>>> = (0..images.len()).map(|_| None).collect();
+        let mut queued = std::collections::VecDeque::new();
+        for (i, img) in images.iter().enumerate() {
+            match stream.push(img) {
+                Err(e) => out[i] = Some(Err(e)),
+                Ok(done) => {
+                    queued.push_back(i);
+                    if let Some(faces) = done {
+                        let j = queued.pop_front().unwrap_or(i);
+                        out[j] = Some(faces);
+                    }
+                }
+            }
+        }
+        while let Some(faces) = stream.pop() {
+            if let Some(j) = queued.pop_front() {
+                out[j] = Some(faces);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Ok(Vec::new())))
+            .collect()
+    }
+
+    /// Idle plans in the cache (each holds the buffers of one input size); for tests and
+    /// memory accounting.
+    pub fn cached_plans(&self) -> usize {
+        self.plans.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// A stream for video: frames go in with [`Stream::push`], and each push returns the
+    /// faces of the oldest frame once `depth` frames are in flight (`depth` >= 1; 2 or 3
+    /// keeps the GPU busy while the caller decodes the next frame).
+    pub fn stream(&self, opts: &DetectOptions, depth: usize) -> Stream<'_> {
+        Stream {
+            detector: self,
+            opts: *opts,
+            depth: depth.max(1),
+            in_flight: std::collections::VecDeque::new(),
+        }
     }
 
     /// Runs `f` with wgpu's validation and out-of-memory errors turned into our error type
@@ -357,5 +425,63 @@ mod tests {
     fn detector_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Detector>();
+    }
+}
+
+/// Frames in flight on the GPU, oldest first; see [`Detector::stream`].
+pub struct Stream<'a> {
+    detector: &'a Detector,
+    opts: DetectOptions,
+    depth: usize,
+    in_flight: std::collections::VecDeque<(Resample, Plan)>,
+}
+
+impl Stream<'_> {
+    /// Submits a frame. Once `depth` frames are in flight, waits for the oldest and returns
+    /// its faces (`Some(Err(..))` if its readback failed). An invalid frame is refused with an
+    /// error and nothing is queued.
+    pub fn push(&mut self, image: &image::RgbaImage) -> Result<Option<Result<Vec<Face>>>> {
+        let d = self.detector;
+        let (r, step) = d.check_image(image, &self.opts)?;
+        let run = d.prepare(r, &self.opts, step)?;
+        let mut plan = d.checkout(r)?;
+        d.scoped("detection", || {
+            plan.submit(&d.ctx, Input::Rgba(image.as_raw()), run, None)
+        })?;
+        self.in_flight.push_back((r, plan));
+        Ok(if self.in_flight.len() >= self.depth {
+            self.pop()
+        } else {
+            None
+        })
+    }
+
+    /// Waits for the oldest frame in flight; `None` when there is none.
+    pub fn pop(&mut self) -> Option<Result<Vec<Face>>> {
+        let (r, mut plan) = self.in_flight.pop_front()?;
+        let d = self.detector;
+        let out = d.scoped("detection", || plan.collect(&d.ctx, None));
+        d.checkin(r, plan);
+        Some(match out {
+            Ok(Ok((raw, _))) => Ok(raw.into_iter().map(to_face).collect()),
+            Ok(Err(e)) | Err(e) => Err(e),
+        })
+    }
+
+    /// Frames submitted and not yet returned.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits for every frame still in flight, oldest first.
+    pub fn finish(mut self) -> Vec<Result<Vec<Face>>> {
+        std::iter::from_fn(|| self.pop()).collect()
+    }
+}
+
+impl Drop for Stream<'_> {
+    fn drop(&mut self) {
+        // Plans must not go back to the cache with a readback still pending.
+        while self.pop().is_some() {}
     }
 }

@@ -246,8 +246,16 @@ pub(crate) enum Input<'a> {
 }
 
 /// Everything needed to turn one image of a given size into faces.
+/// A submitted run whose faces have not been read yet.
+struct Pending {
+    index: wgpu::SubmissionIndex,
+    mapped: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+    timed_steps: Option<u32>,
+}
+
 pub(crate) struct Plan {
     resample: Resample,
+    pending: Option<Pending>,
     pixels: wgpu::Buffer,
     preprocess: Step,
     pub net: NetPlan,
@@ -275,6 +283,7 @@ impl Plan {
         });
         Self {
             resample: r,
+            pending: None,
             pixels,
             preprocess,
             net,
@@ -283,16 +292,16 @@ impl Plan {
         }
     }
 
-    /// Uploads the pixels, records the whole pipeline in one encoder, submits once, and reads
-    /// back only the kept faces. With `timestamps`, every step gets a pass of its own whose
-    /// GPU time is returned in step order (see [`Plan::step_names`]).
-    pub fn run(
-        &self,
+    /// Uploads the input, records the whole pipeline in one encoder and submits it once,
+    /// then asks for the kept faces to be mapped; returns at once. [`Plan::collect`] waits for
+    /// them. With `timestamps`, every step gets a pass of its own, timed.
+    pub fn submit(
+        &mut self,
         ctx: &GpuContext,
         input: Input<'_>,
         s: RunSettings,
         timestamps: Option<&Timestamps>,
-    ) -> Result<(Vec<RawFace>, Vec<f64>)> {
+    ) {
         match input {
             Input::Rgba(rgba) => ctx.queue.write_buffer(&self.pixels, 0, rgba),
             Input::Tensor(x) => {
@@ -309,8 +318,9 @@ impl Plan {
             });
         self.post.reset(&mut encoder);
         let steps: Vec<&Step> = self.steps(matches!(input, Input::Rgba(_))).collect();
-        match timestamps {
-            Some(ts) if steps.len() as u32 <= ts.capacity() => {
+        let timed = timestamps.filter(|ts| steps.len() as u32 <= ts.capacity());
+        match timed {
+            Some(ts) => {
                 for (i, step) in steps.iter().enumerate() {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some(&step.label),
@@ -320,7 +330,7 @@ impl Plan {
                 }
                 ts.resolve(&mut encoder, steps.len() as u32);
             }
-            _ => {
+            None => {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("detect"),
                     timestamp_writes: None,
@@ -330,6 +340,7 @@ impl Plan {
                 }
             }
         }
+        let timed_steps = timed.map(|_| steps.len() as u32);
         encoder.copy_buffer_to_buffer(
             self.post.faces_buffer(),
             0,
@@ -337,10 +348,54 @@ impl Plan {
             0,
             self.post.faces_bytes(),
         );
-        ctx.queue.submit([encoder.finish()]);
-        let bytes = crate::gpu::map_and_copy(ctx, &self.staging, self.post.faces_bytes() as usize)?;
-        let times = match timestamps {
-            Some(ts) if steps.len() as u32 <= ts.capacity() => ts.read(ctx, steps.len() as u32)?,
+        let index = ctx.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.pending = Some(Pending {
+            index,
+            mapped: rx,
+            timed_steps,
+        });
+    }
+
+    /// Waits for the last [`Plan::submit`] and reads its faces (and timings, if it was timed).
+    pub fn collect(
+        &mut self,
+        ctx: &GpuContext,
+        timestamps: Option<&Timestamps>,
+    ) -> Result<(Vec<RawFace>, Vec<f64>)> {
+        let Some(p) = self.pending.take() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let gpu_err = |e: String| Error::Gpu {
+            stage: "readback".into(),
+            reason: e,
+        };
+        ctx.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(p.index),
+                timeout: None,
+            })
+            .map_err(|e| gpu_err(e.to_string()))?;
+        p.mapped
+            .recv()
+            .map_err(|e| gpu_err(e.to_string()))?
+            .map_err(|e| gpu_err(e.to_string()))?;
+        let bytes = {
+            let view = self
+                .staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| gpu_err(e.to_string()))?;
+            view[..self.post.faces_bytes() as usize].to_vec()
+        };
+        self.staging.unmap();
+        let times = match (timestamps, p.timed_steps) {
+            (Some(ts), Some(n)) => ts.read(ctx, n)?,
             _ => Vec::new(),
         };
         Ok((PostPlan::parse_faces(&bytes), times))
