@@ -150,6 +150,46 @@ impl Detector {
             .0)
     }
 
+    /// Detects on a texture already on the detector's device (a game's render target, a
+    /// decoded video frame): the preprocess shader reads it directly, with no CPU round trip.
+    /// The texture must be `Rgba8Unorm` or `Bgra8Unorm` with `TEXTURE_BINDING` usage.
+    pub fn detect_texture(
+        &self,
+        texture: &wgpu::Texture,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Face>> {
+        let format = texture.format();
+        if !matches!(
+            format,
+            wgpu::TextureFormat::Rgba8Unorm | wgpu::TextureFormat::Bgra8Unorm
+        ) {
+            return Err(Error::UnsupportedPixelFormat {
+                path: None,
+                format: format!("texture {format:?} (expected Rgba8Unorm or Bgra8Unorm)"),
+            });
+        }
+        if !texture
+            .usage()
+            .contains(wgpu::TextureUsages::TEXTURE_BINDING)
+        {
+            return Err(Error::InvalidOption(
+                "the texture needs TEXTURE_BINDING usage to be read by the detector".into(),
+            ));
+        }
+        opts.validate()?;
+        let (w, h) = (texture.width(), texture.height());
+        if w < MIN_SIDE || h < MIN_SIDE {
+            return Err(Error::ImageTooSmall {
+                width: w,
+                height: h,
+                min: MIN_SIDE,
+            });
+        }
+        let (r, step) = resample(opts, w, h);
+        let view = texture.create_view(&Default::default());
+        Ok(self.run(r, Input::Texture(&view), opts, step, false)?.0)
+    }
+
     /// Detects like [`Detector::detect_with`] and times every dispatch with GPU timestamps.
     /// Each dispatch then runs in a pass of its own, which costs a little; use for profiling.
     /// The profile is empty when the device lacks `TIMESTAMP_QUERY`.
@@ -217,7 +257,7 @@ impl Detector {
             plan.submit(&self.ctx, input, run, ts);
             plan.collect(&self.ctx, ts)
         });
-        let from_pixels = matches!(input, Input::Rgba(_));
+        let from_pixels = !matches!(input, Input::Tensor(_));
         let steps = match &result {
             Ok(Ok((_, times))) => plan
                 .steps(from_pixels)

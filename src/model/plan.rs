@@ -18,6 +18,7 @@ use crate::ops::{
 /// Every pipeline, compiled once per detector.
 pub(crate) struct Kernels {
     pub preprocess: Arc<Kernel>,
+    pub preprocess_texture: Arc<Kernel>,
     pub conv: conv::ConvKernels,
     pub depthwise: Arc<Kernel>,
     pub upsample_add: Arc<Kernel>,
@@ -32,6 +33,7 @@ impl Kernels {
     pub fn new(ctx: &GpuContext) -> Self {
         Self {
             preprocess: preprocess::kernel(ctx),
+            preprocess_texture: preprocess::texture_kernel(ctx),
             conv: conv::kernel(ctx),
             depthwise: depthwise::kernel(ctx),
             upsample_add: upsample_add::kernel(ctx),
@@ -243,6 +245,8 @@ pub(crate) enum Input<'a> {
     Rgba(&'a [u8]),
     /// The network input itself (HWC, BGR minus mean), written over the preprocess output.
     Tensor(&'a [f32]),
+    /// A texture on the same device, preprocessed on the GPU with no CPU round trip.
+    Texture(&'a wgpu::TextureView),
 }
 
 /// Everything needed to turn one image of a given size into faces.
@@ -255,6 +259,7 @@ struct Pending {
 
 pub(crate) struct Plan {
     resample: Resample,
+    texture_kernel: Arc<Kernel>,
     pending: Option<Pending>,
     pixels: wgpu::Buffer,
     preprocess: Step,
@@ -283,6 +288,7 @@ impl Plan {
         });
         Self {
             resample: r,
+            texture_kernel: k.preprocess_texture.clone(),
             pending: None,
             pixels,
             preprocess,
@@ -302,13 +308,24 @@ impl Plan {
         s: RunSettings,
         timestamps: Option<&Timestamps>,
     ) {
-        match input {
-            Input::Rgba(rgba) => ctx.queue.write_buffer(&self.pixels, 0, rgba),
+        let texture_step;
+        let pre = match input {
+            Input::Rgba(rgba) => {
+                ctx.queue.write_buffer(&self.pixels, 0, rgba);
+                Some(&self.preprocess)
+            }
             Input::Tensor(x) => {
                 ctx.queue
-                    .write_buffer(&self.net.buffers[0], 0, bytemuck::cast_slice(x))
+                    .write_buffer(&self.net.buffers[0], 0, bytemuck::cast_slice(x));
+                None
             }
-        }
+            Input::Texture(view) => {
+                let k = &self.texture_kernel;
+                texture_step =
+                    preprocess::texture_step(ctx, k, self.resample, view, &self.net.buffers[0]);
+                Some(&texture_step)
+            }
+        };
         self.post
             .set_run(&ctx.queue, s.threshold, s.nms_threshold, s.scale);
         let mut encoder = ctx
@@ -317,7 +334,11 @@ impl Plan {
                 label: Some("detect"),
             });
         self.post.reset(&mut encoder);
-        let steps: Vec<&Step> = self.steps(matches!(input, Input::Rgba(_))).collect();
+        let steps: Vec<&Step> = pre
+            .into_iter()
+            .chain(&self.net.steps)
+            .chain(self.post.steps())
+            .collect();
         let timed = timestamps.filter(|ts| steps.len() as u32 <= ts.capacity());
         match timed {
             Some(ts) => {
