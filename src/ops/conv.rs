@@ -69,23 +69,25 @@ pub(crate) struct ConvKernels {
 /// Pixels x output channels computed by one invocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tile {
-    /// 4 pixels x 8 channels: layers with 8 output channels, or too narrow to fill the
-    /// 2-pixel tiles' lanes.
+    /// 4 pixels x 8 channels: the default.
     P4C8,
-    /// 2 pixels x 16 channels: twice the FMAs per gathered input value.
+    /// 2 pixels x 16 channels: for narrow maps.
     P2C16,
 }
 
 impl Tile {
-    /// The tile for a layer: the wide one wherever the layer has 16 or more output channels,
-    /// since gathering inputs costs more than broadcasting weights.
+    /// The tile for a layer. Invocations of a workgroup row (8) run as one SIMD group on
+    /// lavapipe and side by side on GPUs: 4-pixel tiles fill that row only when the map is at
+    /// least 32 pixels wide, so narrower maps (the stride-16/32 levels at small inputs) take
+    /// 2-pixel tiles with 16 channels, which fill it twice as soon and still do 16 FMAs per
+    /// gathered input value. `RETINAFACE_CONV_TILE=4x8|2x16` forces one, for benchmarking.
     pub fn for_shape(shape: &ConvShape) -> Tile {
         match std::env::var("RETINAFACE_CONV_TILE").as_deref() {
             Ok("4x8") => return Tile::P4C8,
             Ok("2x16") => return Tile::P2C16,
             _ => {}
         }
-        if shape.out_c >= 16 {
+        if shape.out_w() < 32 && shape.out_c >= 16 {
             Tile::P2C16
         } else {
             Tile::P4C8
