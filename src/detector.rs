@@ -457,17 +457,6 @@ fn to_face(r: RawFace) -> Face {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detector_is_send_and_sync() {
-        fn check<T: Send + Sync>() {}
-        check::<Detector>();
-    }
-}
-
 /// Frames in flight on the GPU, oldest first; see [`Detector::stream`].
 pub struct Stream<'a> {
     detector: &'a Detector,
@@ -523,5 +512,16 @@ impl Drop for Stream<'_> {
     fn drop(&mut self) {
         // Plans must not go back to the cache with a readback still pending.
         while self.pop().is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detector_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Detector>();
     }
 }

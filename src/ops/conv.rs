@@ -143,7 +143,7 @@ pub(crate) fn step(
     dst: Target<'_>,
 ) -> Step {
     debug_assert!(
-        shape.in_c % 4 == 0,
+        shape.in_c.is_multiple_of(4),
         "conv input channels must be padded to a multiple of 4"
     );
     let kernel = match tile {

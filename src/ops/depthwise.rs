@@ -66,7 +66,7 @@ pub(crate) fn step(
     dst: &wgpu::Buffer,
 ) -> Step {
     debug_assert!(
-        shape.channels % 4 == 0,
+        shape.channels.is_multiple_of(4),
         "depthwise channels must be a multiple of 4"
     );
     let params = Params {

@@ -85,7 +85,10 @@ pub(crate) fn step(
     at: PackedAt,
     raw: &wgpu::Buffer,
 ) -> Step {
-    debug_assert!(in_c % 4 == 0, "head input channels must be a multiple of 4");
+    debug_assert!(
+        in_c.is_multiple_of(4),
+        "head input channels must be a multiple of 4"
+    );
     let groups = div_ceil(size.0 * size.1, 64);
     // Dispatch dimensions stop at 65535: fold large maps into a 2D grid.
     let gx = groups.min(65535);
