@@ -1,18 +1,25 @@
-// Dense 2D convolution (k x k, stride s, zero padding), channels-last (HWC) f32, with the
-// folded batch-norm bias and the activation fused into the epilogue. The result can go into a
-// channel slice of a wider tensor (SSH's three branches share one output with no concat copy).
+// Dense 2D convolution (k x k, stride s, zero padding k/2), channels-last f32, with the folded
+// batch-norm bias and the activation fused. The result can go into a channel slice of a wider
+// tensor (SSH's three branches share one output with no concat copy).
 //
-// Each invocation computes 4 neighbouring output pixels along x for 4 output channels: one
-// vec4 weight load feeds 16 FMAs, and all invocations of a workgroup share the same output
-// channel group, so weight reads are uniform across the workgroup.
+// Each invocation computes a small tile: 4 neighbouring output pixels along x for 8 output
+// channels, or 2 pixels for 16 channels (two entry points; the host picks per layer).
+// Invocations of a workgroup differ only in their pixels and share their output channels, so
+// every weight load is the same address across the workgroup (one load, broadcast), and each
+// input vec4 (4 input channels of one pixel, gathered across invocations) feeds 8 or 16 FMAs.
 //
-// Weights: [ky][kx][ci][co4] of vec4 (output channels padded to a multiple of 4 with zeros),
-// then the bias as co4 vec4s, at offsets given in vec4 units.
+// Layout contract (the host guarantees it):
+// - input channels are a multiple of 4, so a pixel's channels are whole vec4s;
+// - the input buffer holds one extra pixel of zeros after the image: taps outside the image
+//   read it instead of branching per channel;
+// - weights: [ky][kx][ci][co] of vec4s (output channels padded to 16 with zeros), then
+//   the bias, output channels padded to 16, offsets in vec4 units.
 
 struct Params {
     in_w: u32,
     in_h: u32,
-    in_c: u32,
+    // Input channels / 4.
+    in_c4: u32,
     out_w: u32,
     out_h: u32,
     out_c: u32,
@@ -24,12 +31,14 @@ struct Params {
     act: u32,
     w_offset: u32,
     b_offset: u32,
-    co4: u32,
-    _pad: u32,
+    // Invocations along the output channels (groups of 8 or 16 channels).
+    groups: u32,
+    // Vec4s per input channel in the weights: output channels padded to 16, / 4.
+    w_row: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
@@ -45,33 +54,44 @@ fn activate(v: vec4<f32>) -> vec4<f32> {
     return v;
 }
 
-fn store(ox: u32, oy: u32, g: u32, v: vec4<f32>) {
+// Writes 4 channels starting at `c0` of pixel (ox, oy).
+fn store(ox: u32, oy: u32, c0: u32, v: vec4<f32>) {
     if ox >= p.out_w {
         return;
     }
-    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset + g * 4u;
+    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset;
     let a = activate(v);
     for (var j = 0u; j < 4u; j++) {
-        if g * 4u + j < p.out_c {
-            dst[base + j] = a[j];
+        if c0 + j < p.out_c {
+            dst[base + c0 + j] = a[j];
         }
     }
 }
 
+// 4 pixels x 8 output channels per invocation: for layers with few output channels.
 @compute @workgroup_size(8, 8, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main_4x8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let ox0 = gid.x * PX;
     let oy = gid.y;
-    let g = gid.z;
-    if ox0 >= p.out_w || oy >= p.out_h || g >= p.co4 {
+    // The same as gid.z (workgroups are 1 deep), but visibly uniform to the compiler, so the
+    // weight loads below become one scalar load and a broadcast instead of a gather.
+    let g = wid.z;
+    if ox0 >= p.out_w || oy >= p.out_h || g >= p.groups {
         return;
     }
-    let bias = weights[p.b_offset + g];
-    var a0 = bias;
-    var a1 = bias;
-    var a2 = bias;
-    var a3 = bias;
+    let b_lo = weights[p.b_offset + g * 2u];
+    let b_hi = weights[p.b_offset + g * 2u + 1u];
+    var a0 = b_lo;
+    var a1 = b_lo;
+    var a2 = b_lo;
+    var a3 = b_lo;
+    var h0 = b_hi;
+    var h1 = b_hi;
+    var h2 = b_hi;
+    var h3 = b_hi;
     let s = p.stride;
+    let zero = p.in_w * p.in_h * p.in_c4;
+    let tap_stride = p.in_c4 * 4u * p.w_row;
     for (var ky = 0u; ky < p.ksize; ky++) {
         // Unsigned wrap-around turns "above the top edge" into "past the bottom edge".
         let iy = oy * s + ky - p.pad;
@@ -84,29 +104,109 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             let ix1 = ix0 + s;
             let ix2 = ix1 + s;
             let ix3 = ix2 + s;
-            // Out-of-image taps read pixel 0 and are multiplied by 0: no divergent branches.
-            let m = vec4<f32>(
-                select(0.0, 1.0, ix0 < p.in_w),
-                select(0.0, 1.0, ix1 < p.in_w),
-                select(0.0, 1.0, ix2 < p.in_w),
-                select(0.0, 1.0, ix3 < p.in_w),
-            );
-            let b0 = select(0u, (row + ix0) * p.in_c, ix0 < p.in_w);
-            let b1 = select(0u, (row + ix1) * p.in_c, ix1 < p.in_w);
-            let b2 = select(0u, (row + ix2) * p.in_c, ix2 < p.in_w);
-            let b3 = select(0u, (row + ix3) * p.in_c, ix3 < p.in_w);
-            let wbase = p.w_offset + (ky * p.ksize + kx) * p.in_c * p.co4 + g;
-            for (var ci = 0u; ci < p.in_c; ci++) {
-                let w = weights[wbase + ci * p.co4];
-                a0 = fma(vec4<f32>(src[b0 + ci] * m.x), w, a0);
-                a1 = fma(vec4<f32>(src[b1 + ci] * m.y), w, a1);
-                a2 = fma(vec4<f32>(src[b2 + ci] * m.z), w, a2);
-                a3 = fma(vec4<f32>(src[b3 + ci] * m.w), w, a3);
+            let b0 = select(zero, (row + ix0) * p.in_c4, ix0 < p.in_w);
+            let b1 = select(zero, (row + ix1) * p.in_c4, ix1 < p.in_w);
+            let b2 = select(zero, (row + ix2) * p.in_c4, ix2 < p.in_w);
+            let b3 = select(zero, (row + ix3) * p.in_c4, ix3 < p.in_w);
+            var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 2u;
+            for (var c = 0u; c < p.in_c4; c++) {
+                let x0 = src[b0 + c];
+                let x1 = src[b1 + c];
+                let x2 = src[b2 + c];
+                let x3 = src[b3 + c];
+                for (var j = 0u; j < 4u; j++) {
+                    let wl = weights[w];
+                    let wh = weights[w + 1u];
+                    a0 = fma(vec4<f32>(x0[j]), wl, a0);
+                    a1 = fma(vec4<f32>(x1[j]), wl, a1);
+                    a2 = fma(vec4<f32>(x2[j]), wl, a2);
+                    a3 = fma(vec4<f32>(x3[j]), wl, a3);
+                    h0 = fma(vec4<f32>(x0[j]), wh, h0);
+                    h1 = fma(vec4<f32>(x1[j]), wh, h1);
+                    h2 = fma(vec4<f32>(x2[j]), wh, h2);
+                    h3 = fma(vec4<f32>(x3[j]), wh, h3);
+                    w += p.w_row;
+                }
             }
         }
     }
-    store(ox0, oy, g, a0);
-    store(ox0 + 1u, oy, g, a1);
-    store(ox0 + 2u, oy, g, a2);
-    store(ox0 + 3u, oy, g, a3);
+    let c = g * 8u;
+    store(ox0, oy, c, a0);
+    store(ox0 + 1u, oy, c, a1);
+    store(ox0 + 2u, oy, c, a2);
+    store(ox0 + 3u, oy, c, a3);
+    store(ox0, oy, c + 4u, h0);
+    store(ox0 + 1u, oy, c + 4u, h1);
+    store(ox0 + 2u, oy, c + 4u, h2);
+    store(ox0 + 3u, oy, c + 4u, h3);
+}
+
+// 2 pixels x 16 output channels per invocation: each gathered input vec4 feeds 16 FMAs
+// instead of 8, for the wide layers that dominate the cost.
+@compute @workgroup_size(8, 8, 1)
+fn main_2x16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let ox0 = gid.x * 2u;
+    let oy = gid.y;
+    // The same as gid.z (workgroups are 1 deep), but visibly uniform to the compiler, so the
+    // weight loads below become one scalar load and a broadcast instead of a gather.
+    let g = wid.z;
+    if ox0 >= p.out_w || oy >= p.out_h || g >= p.groups {
+        return;
+    }
+    let bo = p.b_offset + g * 4u;
+    var a0 = weights[bo];
+    var a1 = weights[bo + 1u];
+    var a2 = weights[bo + 2u];
+    var a3 = weights[bo + 3u];
+    var b0 = a0;
+    var b1 = a1;
+    var b2 = a2;
+    var b3 = a3;
+    let s = p.stride;
+    let zero = p.in_w * p.in_h * p.in_c4;
+    let tap_stride = p.in_c4 * 4u * p.w_row;
+    for (var ky = 0u; ky < p.ksize; ky++) {
+        let iy = oy * s + ky - p.pad;
+        if iy >= p.in_h {
+            continue;
+        }
+        let row = iy * p.in_w;
+        for (var kx = 0u; kx < p.ksize; kx++) {
+            let ix0 = ox0 * s + kx - p.pad;
+            let ix1 = ix0 + s;
+            let i0 = select(zero, (row + ix0) * p.in_c4, ix0 < p.in_w);
+            let i1 = select(zero, (row + ix1) * p.in_c4, ix1 < p.in_w);
+            var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 4u;
+            for (var c = 0u; c < p.in_c4; c++) {
+                let x0 = src[i0 + c];
+                let x1 = src[i1 + c];
+                for (var j = 0u; j < 4u; j++) {
+                    let w0 = weights[w];
+                    let w1 = weights[w + 1u];
+                    let w2 = weights[w + 2u];
+                    let w3 = weights[w + 3u];
+                    let u = vec4<f32>(x0[j]);
+                    let v = vec4<f32>(x1[j]);
+                    a0 = fma(u, w0, a0);
+                    a1 = fma(u, w1, a1);
+                    a2 = fma(u, w2, a2);
+                    a3 = fma(u, w3, a3);
+                    b0 = fma(v, w0, b0);
+                    b1 = fma(v, w1, b1);
+                    b2 = fma(v, w2, b2);
+                    b3 = fma(v, w3, b3);
+                    w += p.w_row;
+                }
+            }
+        }
+    }
+    let c = g * 16u;
+    store(ox0, oy, c, a0);
+    store(ox0, oy, c + 4u, a1);
+    store(ox0, oy, c + 8u, a2);
+    store(ox0, oy, c + 12u, a3);
+    store(ox0 + 1u, oy, c, b0);
+    store(ox0 + 1u, oy, c + 4u, b1);
+    store(ox0 + 1u, oy, c + 8u, b2);
+    store(ox0 + 1u, oy, c + 12u, b3);
 }

@@ -1,6 +1,7 @@
 // 8-bit RGBA pixels (one u32 per pixel, R in the low byte) to the network input: bilinear
 // resize with half-pixel centres clamped at the borders (OpenCV INTER_LINEAR on a float image,
-// no antialiasing), BGR order, minus the mean (104, 117, 123), channels-last f32.
+// no antialiasing), BGR order, minus the mean (104, 117, 123), channels-last f32 with a
+// fourth channel of zeros.
 //
 // `scale` is source pixels per destination pixel. It is the inverse of the nominal resize
 // factor, not in/out, when the caller resized by a factor, as OpenCV does for fx/fy.
@@ -18,7 +19,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 
 const MEAN_BGR = vec3<f32>(104.0, 117.0, 123.0);
 
@@ -44,6 +45,15 @@ fn taps(d: u32, scale: f32, size: u32) -> vec3<f32> {
     return vec3<f32>(i, i1, t);
 }
 
+// Interpolates the four taps (BGR, 0..255) and writes the network input pixel.
+fn store(gid: vec3<u32>, p00: vec3<f32>, p10: vec3<f32>, p01: vec3<f32>, p11: vec3<f32>, t: vec2<f32>) {
+    let top = mix(p00, p10, t.x);
+    let bottom = mix(p01, p11, t.x);
+    let v = mix(top, bottom, t.y) - MEAN_BGR;
+    // A fourth, zero channel makes each pixel one vec4 for the first convolution.
+    dst[gid.y * p.dst_w + gid.x] = vec4<f32>(v, 0.0);
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if gid.x >= p.dst_w || gid.y >= p.dst_h {
@@ -55,11 +65,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x1 = u32(tx.y);
     let y0 = u32(ty.x);
     let y1 = u32(ty.y);
-    let top = mix(pixel_bgr(x0, y0), pixel_bgr(x1, y0), tx.z);
-    let bottom = mix(pixel_bgr(x0, y1), pixel_bgr(x1, y1), tx.z);
-    let v = mix(top, bottom, ty.z) - MEAN_BGR;
-    let o = (gid.y * p.dst_w + gid.x) * 3u;
-    dst[o] = v.x;
-    dst[o + 1u] = v.y;
-    dst[o + 2u] = v.z;
+    store(gid, pixel_bgr(x0, y0), pixel_bgr(x1, y0), pixel_bgr(x0, y1), pixel_bgr(x1, y1), vec2<f32>(tx.z, ty.z));
+}
+
+// The same from an RGBA8 or BGRA8 unorm texture (a render target, a decoded video frame):
+// textureLoad returns the channels in RGBA order whatever the memory order.
+@group(0) @binding(3) var src_texture: texture_2d<f32>;
+
+fn texel_bgr(x: u32, y: u32) -> vec3<f32> {
+    // Back to the 8-bit values: unorm8 is v / 255, exactly invertible after rounding.
+    return round(textureLoad(src_texture, vec2<u32>(x, y), 0).bgr * 255.0);
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn from_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if gid.x >= p.dst_w || gid.y >= p.dst_h {
+        return;
+    }
+    let tx = taps(gid.x, p.scale_x, p.src_w);
+    let ty = taps(gid.y, p.scale_y, p.src_h);
+    let x0 = u32(tx.x);
+    let x1 = u32(tx.y);
+    let y0 = u32(ty.x);
+    let y1 = u32(ty.y);
+    store(gid, texel_bgr(x0, y0), texel_bgr(x1, y0), texel_bgr(x0, y1), texel_bgr(x1, y1), vec2<f32>(tx.z, ty.z));
 }

@@ -21,9 +21,10 @@ use crate::profile::{Profile, StepTime};
 /// Images smaller than this on either side are refused: the smallest anchor is 16 px.
 pub const MIN_SIDE: u32 = 16;
 /// Plans (buffers for one input size) kept at most; the least recently used goes first.
-const MAX_PLANS: usize = 4;
+const MAX_PLANS: usize = 6;
 
-type PlanCache = Vec<(Resample, Arc<Mutex<Plan>>)>;
+/// Idle plans, least recently used first.
+type PlanCache = Vec<(Resample, Plan)>;
 
 /// A RetinaFace detector (MobileNet0.25 or ResNet50, as the weights say) bound to one wgpu
 /// device.
@@ -142,7 +143,8 @@ impl Detector {
             scale_x: 1.0,
             scale_y: 1.0,
         };
-        Ok(self.run(r, Input::Tensor(input_hwc), opts, 1.0, false)?.0)
+        let input = with_zero_channel(input_hwc);
+        Ok(self.run(r, Input::Tensor(&input), opts, 1.0, false)?.0)
     }
 
     pub fn detect_with(&self, image: &image::RgbaImage, opts: &DetectOptions) -> Result<Vec<Face>> {
@@ -150,6 +152,46 @@ impl Detector {
         Ok(self
             .run(r, Input::Rgba(image.as_raw()), opts, step, false)?
             .0)
+    }
+
+    /// Detects on a texture already on the detector's device (a game's render target, a
+    /// decoded video frame): the preprocess shader reads it directly, with no CPU round trip.
+    /// The texture must be `Rgba8Unorm` or `Bgra8Unorm` with `TEXTURE_BINDING` usage.
+    pub fn detect_texture(
+        &self,
+        texture: &wgpu::Texture,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Face>> {
+        let format = texture.format();
+        if !matches!(
+            format,
+            wgpu::TextureFormat::Rgba8Unorm | wgpu::TextureFormat::Bgra8Unorm
+        ) {
+            return Err(Error::UnsupportedPixelFormat {
+                path: None,
+                format: format!("texture {format:?} (expected Rgba8Unorm or Bgra8Unorm)"),
+            });
+        }
+        if !texture
+            .usage()
+            .contains(wgpu::TextureUsages::TEXTURE_BINDING)
+        {
+            return Err(Error::InvalidOption(
+                "the texture needs TEXTURE_BINDING usage to be read by the detector".into(),
+            ));
+        }
+        opts.validate()?;
+        let (w, h) = (texture.width(), texture.height());
+        if w < MIN_SIDE || h < MIN_SIDE {
+            return Err(Error::ImageTooSmall {
+                width: w,
+                height: h,
+                min: MIN_SIDE,
+            });
+        }
+        let (r, step) = resample(opts, w, h);
+        let view = texture.create_view(&Default::default());
+        Ok(self.run(r, Input::Texture(&view), opts, step, false)?.0)
     }
 
     /// Detects like [`Detector::detect_with`] and times every dispatch with GPU timestamps.
@@ -181,15 +223,9 @@ impl Detector {
         Ok(resample(opts, w, h))
     }
 
+    /// Checks the sizes against the device and turns options into per-run settings.
     /// `step`: original-image pixels per network pixel.
-    fn run(
-        &self,
-        r: Resample,
-        input: Input<'_>,
-        opts: &DetectOptions,
-        step: f32,
-        profile: bool,
-    ) -> Result<(Vec<Face>, Profile)> {
+    fn prepare(&self, r: Resample, opts: &DetectOptions, step: f32) -> Result<RunSettings> {
         if let Some(e) = too_large(
             self.packed.model,
             r.dst_w,
@@ -199,49 +235,126 @@ impl Detector {
         ) {
             return Err(e);
         }
-        let run = RunSettings {
+        Ok(RunSettings {
             threshold: opts.threshold,
             nms_threshold: opts.nms_threshold,
             scale: [step, step],
-        };
-        let plan = self.plan(r)?;
-        let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+        })
+    }
+
+    fn run(
+        &self,
+        r: Resample,
+        input: Input<'_>,
+        opts: &DetectOptions,
+        step: f32,
+        profile: bool,
+    ) -> Result<(Vec<Face>, Profile)> {
+        let run = self.prepare(r, opts, step)?;
+        let mut plan = self.checkout(r)?;
         let mut ts = self.timestamps.lock().unwrap_or_else(|e| e.into_inner());
         if profile && ts.is_none() {
             *ts = Timestamps::new(&self.ctx, 256);
         }
         let ts = if profile { ts.as_ref() } else { None };
-        let (raw, times) = self.scoped("detection", || plan.run(&self.ctx, input, run, ts))??;
-        let steps = plan
-            .steps(matches!(input, Input::Rgba(_)))
-            .zip(times)
-            .map(|(s, ns)| StepTime {
-                label: s.label.clone(),
-                shader: s.kernel.name.to_string(),
-                ms: ns / 1e6,
-            })
-            .collect();
+        let result = self.scoped("detection", || {
+            plan.submit(&self.ctx, input, run, ts);
+            plan.collect(&self.ctx, ts)
+        });
+        let from_pixels = !matches!(input, Input::Tensor(_));
+        let steps = match &result {
+            Ok(Ok((_, times))) => plan
+                .steps(from_pixels)
+                .zip(plan.work(from_pixels))
+                .zip(times)
+                .map(|((s, work), ns)| StepTime {
+                    label: s.label.clone(),
+                    shader: s.kernel.name.to_string(),
+                    ms: ns / 1e6,
+                    flops: work.flops,
+                    bytes: work.bytes,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.checkin(r, plan);
+        let (raw, _) = result??;
         Ok((raw.into_iter().map(to_face).collect(), Profile { steps }))
     }
 
-    /// The cached plan for this input size, built on first use.
-    fn plan(&self, r: Resample) -> Result<Arc<Mutex<Plan>>> {
-        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = plans.iter().position(|(k, _)| *k == r) {
-            let entry = plans.remove(i);
-            let plan = entry.1.clone();
-            plans.push(entry);
-            return Ok(plan);
+    /// An idle plan for this input size: a cached one, or a new one. The caller owns it until
+    /// [`Detector::checkin`], so concurrent calls and frames in flight never share buffers.
+    fn checkout(&self, r: Resample) -> Result<Plan> {
+        {
+            let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = plans.iter().rposition(|(k, _)| *k == r) {
+                return Ok(plans.remove(i).1);
+            }
         }
-        let plan = self.scoped("building buffers", || {
+        self.scoped("building buffers", || {
             Plan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, r)
-        })?;
-        let plan = Arc::new(Mutex::new(plan));
-        if plans.len() >= MAX_PLANS {
+        })
+    }
+
+    /// Returns a plan to the cache, dropping the least recently used beyond `MAX_PLANS`, so
+    /// memory stays bounded whatever sequence of sizes comes in.
+    fn checkin(&self, r: Resample, plan: Plan) {
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans.push((r, plan));
+        while plans.len() > MAX_PLANS {
             plans.remove(0);
         }
-        plans.push((r, plan.clone()));
-        Ok(plan)
+    }
+
+    /// Detects on many images of any sizes, keeping up to `depth` of them on the GPU at
+    /// once so that uploading one overlaps computing another. Results are in input order; a
+    /// bad image gets its error and the others go on.
+    pub fn detect_batch(
+        &self,
+        images: &[image::RgbaImage],
+        opts: &DetectOptions,
+    ) -> Vec<Result<Vec<Face>>> {
+        let mut stream = self.stream(opts, 2);
+        let mut out: Vec<Option<Result<Vec<Face>>>> = (0..images.len()).map(|_| None).collect();
+        let mut queued = std::collections::VecDeque::new();
+        for (i, img) in images.iter().enumerate() {
+            match stream.push(img) {
+                Err(e) => out[i] = Some(Err(e)),
+                Ok(done) => {
+                    queued.push_back(i);
+                    if let Some(faces) = done {
+                        let j = queued.pop_front().unwrap_or(i);
+                        out[j] = Some(faces);
+                    }
+                }
+            }
+        }
+        while let Some(faces) = stream.pop() {
+            if let Some(j) = queued.pop_front() {
+                out[j] = Some(faces);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Ok(Vec::new())))
+            .collect()
+    }
+
+    /// Idle plans in the cache (each holds the buffers of one input size); for tests and
+    /// memory accounting.
+    pub fn cached_plans(&self) -> usize {
+        self.plans.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// A stream for video: frames go in with [`Stream::push`], and each push returns the
+    /// faces of the oldest frame once `depth` frames are in flight (`depth` >= 1; 2 or 3
+    /// keeps the GPU busy while the caller decodes the next frame).
+    pub fn stream(&self, opts: &DetectOptions, depth: usize) -> Stream<'_> {
+        Stream {
+            detector: self,
+            opts: *opts,
+            depth: depth.max(1),
+            in_flight: std::collections::VecDeque::new(),
+        }
     }
 
     /// Runs `f` with wgpu's validation and out-of-memory errors turned into our error type
@@ -283,9 +396,11 @@ impl Detector {
         let net = self.scoped("building buffers", || {
             NetPlan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, w, h)
         })?;
-        self.ctx
-            .queue
-            .write_buffer(&net.buffers[0], 0, bytemuck::cast_slice(input_hwc));
+        self.ctx.queue.write_buffer(
+            &net.buffers[0],
+            0,
+            bytemuck::cast_slice(&with_zero_channel(input_hwc)),
+        );
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -336,11 +451,76 @@ fn resample(opts: &DetectOptions, w: u32, h: u32) -> (Resample, f32) {
     (r, step)
 }
 
+/// BGR pixels to the network input's layout, which has a fourth, zero channel.
+fn with_zero_channel(bgr: &[f32]) -> Vec<f32> {
+    bgr.chunks_exact(3)
+        .flat_map(|p| [p[0], p[1], p[2], 0.0])
+        .collect()
+}
+
 fn to_face(r: RawFace) -> Face {
     Face {
         score: r.score,
         facial_area: r.bbox,
         landmarks: Landmarks::from_points(r.landmarks),
+    }
+}
+
+/// Frames in flight on the GPU, oldest first; see [`Detector::stream`].
+pub struct Stream<'a> {
+    detector: &'a Detector,
+    opts: DetectOptions,
+    depth: usize,
+    in_flight: std::collections::VecDeque<(Resample, Plan)>,
+}
+
+impl Stream<'_> {
+    /// Submits a frame. Once `depth` frames are in flight, waits for the oldest and returns
+    /// its faces (`Some(Err(..))` if its readback failed). An invalid frame is refused with an
+    /// error and nothing is queued.
+    pub fn push(&mut self, image: &image::RgbaImage) -> Result<Option<Result<Vec<Face>>>> {
+        let d = self.detector;
+        let (r, step) = d.check_image(image, &self.opts)?;
+        let run = d.prepare(r, &self.opts, step)?;
+        let mut plan = d.checkout(r)?;
+        d.scoped("detection", || {
+            plan.submit(&d.ctx, Input::Rgba(image.as_raw()), run, None)
+        })?;
+        self.in_flight.push_back((r, plan));
+        Ok(if self.in_flight.len() >= self.depth {
+            self.pop()
+        } else {
+            None
+        })
+    }
+
+    /// Waits for the oldest frame in flight; `None` when there is none.
+    pub fn pop(&mut self) -> Option<Result<Vec<Face>>> {
+        let (r, mut plan) = self.in_flight.pop_front()?;
+        let d = self.detector;
+        let out = d.scoped("detection", || plan.collect(&d.ctx, None));
+        d.checkin(r, plan);
+        Some(match out {
+            Ok(Ok((raw, _))) => Ok(raw.into_iter().map(to_face).collect()),
+            Ok(Err(e)) | Err(e) => Err(e),
+        })
+    }
+
+    /// Frames submitted and not yet returned.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits for every frame still in flight, oldest first.
+    pub fn finish(mut self) -> Vec<Result<Vec<Face>>> {
+        std::iter::from_fn(|| self.pop()).collect()
+    }
+}
+
+impl Drop for Stream<'_> {
+    fn drop(&mut self) {
+        // Plans must not go back to the cache with a readback still pending.
+        while self.pop().is_some() {}
     }
 }
 

@@ -9,6 +9,8 @@ use crate::ops::Activation;
 
 /// Channels of the FPN/SSH features that the heads read.
 pub const HEAD_IN: usize = 64;
+/// Channels of the network input tensor: B, G, R minus the mean, and 0.
+pub const INPUT_CHANNELS: u32 = 4;
 pub const STRIDES: [u32; 3] = [8, 16, 32];
 pub const MIN_SIZES: [[f32; 2]; 3] = [[16.0, 32.0], [64.0, 128.0], [256.0, 512.0]];
 
@@ -184,8 +186,10 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// The buffer: the image plus one pixel of zeros at the end, which convolutions read for
+    /// taps outside the image instead of branching per channel.
     pub fn bytes(&self) -> u64 {
-        self.w as u64 * self.h as u64 * self.c as u64 * 4
+        (self.w as u64 * self.h as u64 + 1) * self.c as u64 * 4
     }
 }
 
@@ -228,6 +232,59 @@ pub enum Op {
     AddRelu { identity: TensorId, x: TensorId },
 }
 
+/// What one operation costs: floating-point operations (a multiply-add is two) and the bytes
+/// of tensors and weights it reads and writes at least once. For the profiler's GFLOP/s and GB/s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    pub flops: u64,
+    pub bytes: u64,
+}
+
+impl Op {
+    pub fn work(&self, g: &Graph) -> Work {
+        let t = |id: &TensorId| {
+            let t = &g.tensors[*id];
+            t.w as u64 * t.h as u64 * t.c as u64 * 4
+        };
+        match self {
+            Op::Conv { shape, src, .. } => {
+                let out = shape.out_w() as u64 * shape.out_h() as u64 * shape.out_c as u64 * 4;
+                let w = (shape.ksize * shape.ksize * shape.in_c * shape.out_c) as u64 * 4;
+                Work {
+                    flops: 2 * shape.macs(),
+                    bytes: t(src) + out + w,
+                }
+            }
+            Op::Depthwise {
+                shape, src, dst, ..
+            } => Work {
+                flops: 2 * shape.macs(),
+                bytes: t(src) + t(dst),
+            },
+            Op::UpsampleAdd { coarse, fine, .. } => Work {
+                flops: t(fine) / 4,
+                bytes: t(coarse) + 2 * t(fine),
+            },
+            Op::Heads { src, size, .. } => {
+                let c = g.tensors[*src].c as u64;
+                let outs = size.0 as u64 * size.1 as u64 * 2 * 16;
+                Work {
+                    flops: 2 * outs * c,
+                    bytes: t(src) + outs * 4,
+                }
+            }
+            Op::MaxPool { src, dst, .. } => Work {
+                flops: 9 * t(dst) / 4,
+                bytes: t(src) + t(dst),
+            },
+            Op::AddRelu { identity, x } => Work {
+                flops: 2 * t(x) / 4,
+                bytes: t(identity) + 2 * t(x),
+            },
+        }
+    }
+}
+
 /// Every tensor and operation for one network input size. Tensor 0 is the network input.
 #[derive(Clone, Debug)]
 pub struct Graph {
@@ -244,7 +301,8 @@ impl Graph {
                 name: "input".into(),
                 w: net_w,
                 h: net_h,
-                c: 3,
+                // BGR and a zero channel, so every tensor's pixel is whole vec4s.
+                c: INPUT_CHANNELS,
             }],
             ops: Vec::new(),
         };

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::arch::{Graph, Model, Op, TensorInfo};
+use super::arch::{Graph, Model, Op, TensorInfo, Work};
 use super::postprocess::{PostKernels, PostPlan, RawFace};
 use super::weights::Packed;
 use crate::error::{Error, Result};
@@ -18,7 +18,8 @@ use crate::ops::{
 /// Every pipeline, compiled once per detector.
 pub(crate) struct Kernels {
     pub preprocess: Arc<Kernel>,
-    pub conv: Arc<Kernel>,
+    pub preprocess_texture: Arc<Kernel>,
+    pub conv: conv::ConvKernels,
     pub depthwise: Arc<Kernel>,
     pub upsample_add: Arc<Kernel>,
     pub heads: Arc<Kernel>,
@@ -32,6 +33,7 @@ impl Kernels {
     pub fn new(ctx: &GpuContext) -> Self {
         Self {
             preprocess: preprocess::kernel(ctx),
+            preprocess_texture: preprocess::texture_kernel(ctx),
             conv: conv::kernel(ctx),
             depthwise: depthwise::kernel(ctx),
             upsample_add: upsample_add::kernel(ctx),
@@ -59,6 +61,8 @@ pub(crate) struct NetPlan {
     pub buffers: Vec<wgpu::Buffer>,
     pub raw: wgpu::Buffer,
     pub steps: Vec<Step>,
+    /// The known cost of each step, for the profiler.
+    pub work: Vec<Work>,
 }
 
 /// The first buffer of a plan that does not fit the device's per-binding limit, if any.
@@ -130,6 +134,7 @@ impl NetPlan {
             graph.anchors as u64 * (ROW * 4) as u64,
         );
         let mut steps = Vec::new();
+        let work = graph.ops.iter().map(|op| op.work(&graph)).collect();
         for op in &graph.ops {
             steps.push(match op {
                 Op::Conv {
@@ -149,6 +154,7 @@ impl NetPlan {
                         &k.conv,
                         &layer.name,
                         *shape,
+                        conv::Tile::for_shape(shape),
                         layer.act,
                         &buffers[*src],
                         weights,
@@ -227,6 +233,7 @@ impl NetPlan {
             buffers,
             raw,
             steps,
+            work,
         }
     }
 }
@@ -238,10 +245,22 @@ pub(crate) enum Input<'a> {
     Rgba(&'a [u8]),
     /// The network input itself (HWC, BGR minus mean), written over the preprocess output.
     Tensor(&'a [f32]),
+    /// A texture on the same device, preprocessed on the GPU with no CPU round trip.
+    Texture(&'a wgpu::TextureView),
 }
 
 /// Everything needed to turn one image of a given size into faces.
+/// A submitted run whose faces have not been read yet.
+struct Pending {
+    index: wgpu::SubmissionIndex,
+    mapped: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+    timed_steps: Option<u32>,
+}
+
 pub(crate) struct Plan {
+    resample: Resample,
+    texture_kernel: Arc<Kernel>,
+    pending: Option<Pending>,
     pixels: wgpu::Buffer,
     preprocess: Step,
     pub net: NetPlan,
@@ -268,6 +287,9 @@ impl Plan {
             mapped_at_creation: false,
         });
         Self {
+            resample: r,
+            texture_kernel: k.preprocess_texture.clone(),
+            pending: None,
             pixels,
             preprocess,
             net,
@@ -276,23 +298,34 @@ impl Plan {
         }
     }
 
-    /// Uploads the pixels, records the whole pipeline in one encoder, submits once, and reads
-    /// back only the kept faces. With `timestamps`, every step gets a pass of its own whose
-    /// GPU time is returned in step order (see [`Plan::step_names`]).
-    pub fn run(
-        &self,
+    /// Uploads the input, records the whole pipeline in one encoder and submits it once,
+    /// then asks for the kept faces to be mapped; returns at once. [`Plan::collect`] waits for
+    /// them. With `timestamps`, every step gets a pass of its own, timed.
+    pub fn submit(
+        &mut self,
         ctx: &GpuContext,
         input: Input<'_>,
         s: RunSettings,
         timestamps: Option<&Timestamps>,
-    ) -> Result<(Vec<RawFace>, Vec<f64>)> {
-        match input {
-            Input::Rgba(rgba) => ctx.queue.write_buffer(&self.pixels, 0, rgba),
+    ) {
+        let texture_step;
+        let pre = match input {
+            Input::Rgba(rgba) => {
+                ctx.queue.write_buffer(&self.pixels, 0, rgba);
+                Some(&self.preprocess)
+            }
             Input::Tensor(x) => {
                 ctx.queue
-                    .write_buffer(&self.net.buffers[0], 0, bytemuck::cast_slice(x))
+                    .write_buffer(&self.net.buffers[0], 0, bytemuck::cast_slice(x));
+                None
             }
-        }
+            Input::Texture(view) => {
+                let k = &self.texture_kernel;
+                texture_step =
+                    preprocess::texture_step(ctx, k, self.resample, view, &self.net.buffers[0]);
+                Some(&texture_step)
+            }
+        };
         self.post
             .set_run(&ctx.queue, s.threshold, s.nms_threshold, s.scale);
         let mut encoder = ctx
@@ -301,9 +334,14 @@ impl Plan {
                 label: Some("detect"),
             });
         self.post.reset(&mut encoder);
-        let steps: Vec<&Step> = self.steps(matches!(input, Input::Rgba(_))).collect();
-        match timestamps {
-            Some(ts) if steps.len() as u32 <= ts.capacity() => {
+        let steps: Vec<&Step> = pre
+            .into_iter()
+            .chain(&self.net.steps)
+            .chain(self.post.steps())
+            .collect();
+        let timed = timestamps.filter(|ts| steps.len() as u32 <= ts.capacity());
+        match timed {
+            Some(ts) => {
                 for (i, step) in steps.iter().enumerate() {
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some(&step.label),
@@ -313,7 +351,7 @@ impl Plan {
                 }
                 ts.resolve(&mut encoder, steps.len() as u32);
             }
-            _ => {
+            None => {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("detect"),
                     timestamp_writes: None,
@@ -323,6 +361,7 @@ impl Plan {
                 }
             }
         }
+        let timed_steps = timed.map(|_| steps.len() as u32);
         encoder.copy_buffer_to_buffer(
             self.post.faces_buffer(),
             0,
@@ -330,13 +369,72 @@ impl Plan {
             0,
             self.post.faces_bytes(),
         );
-        ctx.queue.submit([encoder.finish()]);
-        let bytes = crate::gpu::map_and_copy(ctx, &self.staging, self.post.faces_bytes() as usize)?;
-        let times = match timestamps {
-            Some(ts) if steps.len() as u32 <= ts.capacity() => ts.read(ctx, steps.len() as u32)?,
+        let index = ctx.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.pending = Some(Pending {
+            index,
+            mapped: rx,
+            timed_steps,
+        });
+    }
+
+    /// Waits for the last [`Plan::submit`] and reads its faces (and timings, if it was timed).
+    pub fn collect(
+        &mut self,
+        ctx: &GpuContext,
+        timestamps: Option<&Timestamps>,
+    ) -> Result<(Vec<RawFace>, Vec<f64>)> {
+        let Some(p) = self.pending.take() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let gpu_err = |e: String| Error::Gpu {
+            stage: "readback".into(),
+            reason: e,
+        };
+        ctx.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(p.index),
+                timeout: None,
+            })
+            .map_err(|e| gpu_err(e.to_string()))?;
+        p.mapped
+            .recv()
+            .map_err(|e| gpu_err(e.to_string()))?
+            .map_err(|e| gpu_err(e.to_string()))?;
+        let bytes = {
+            let view = self
+                .staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| gpu_err(e.to_string()))?;
+            view[..self.post.faces_bytes() as usize].to_vec()
+        };
+        self.staging.unmap();
+        let times = match (timestamps, p.timed_steps) {
+            (Some(ts), Some(n)) => ts.read(ctx, n)?,
             _ => Vec::new(),
         };
         Ok((PostPlan::parse_faces(&bytes), times))
+    }
+
+    /// The cost of each step of [`Plan::steps`], where known (zero for the post-processing,
+    /// whose work depends on the number of candidates).
+    pub fn work(&self, from_pixels: bool) -> impl Iterator<Item = Work> + '_ {
+        let r = &self.resample;
+        let pre = Work {
+            flops: r.dst_w as u64 * r.dst_h as u64 * 3 * 8,
+            bytes: (r.src_w as u64 * r.src_h as u64 + r.dst_w as u64 * r.dst_h as u64 * 4) * 4,
+        };
+        from_pixels
+            .then_some(pre)
+            .into_iter()
+            .chain(self.net.work.iter().copied())
+            .chain(self.post.steps().iter().map(|_| Work::default()))
     }
 
     /// The steps of a run, in order; the preprocess step only when starting from pixels.

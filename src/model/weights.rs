@@ -303,7 +303,13 @@ impl Weights {
                     f.bias.clone(),
                 ),
                 LayerKind::Dense => (
-                    conv::pack_weights(&f.weight, layer.out_c, layer.in_c, layer.k),
+                    conv::pack_weights(
+                        &f.weight,
+                        layer.out_c,
+                        layer.in_c,
+                        layer.in_c.next_multiple_of(4),
+                        layer.k,
+                    ),
                     conv::pack_bias(&f.bias),
                 ),
             };

@@ -8,9 +8,6 @@ use crate::gpu::{uniform_buffer, GpuContext};
 
 pub const SOURCE: &str = include_str!("../../shaders/conv.wgsl");
 
-/// Output pixels along x per invocation; must match `PX` in the shader.
-const PX: u32 = 4;
-
 /// The shape of one convolution applied to one input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
@@ -47,7 +44,7 @@ impl ConvShape {
 struct Params {
     in_w: u32,
     in_h: u32,
-    in_c: u32,
+    in_c4: u32,
     out_w: u32,
     out_h: u32,
     out_c: u32,
@@ -59,18 +56,63 @@ struct Params {
     act: u32,
     w_offset: u32,
     b_offset: u32,
-    co4: u32,
-    _pad: u32,
+    groups: u32,
+    w_row: u32,
 }
 
-pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
-    Kernel::new(
-        ctx,
-        "conv",
-        SOURCE,
-        "main",
-        &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite],
-    )
+/// The two tile shapes of the conv shader, compiled once.
+pub(crate) struct ConvKernels {
+    pub narrow: Arc<Kernel>,
+    pub wide: Arc<Kernel>,
+}
+
+/// Pixels x output channels computed by one invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tile {
+    /// 4 pixels x 8 channels: the default.
+    P4C8,
+    /// 2 pixels x 16 channels: for narrow maps.
+    P2C16,
+}
+
+impl Tile {
+    /// The tile for a layer. Invocations of a workgroup row (8) run as one SIMD group on
+    /// lavapipe and side by side on GPUs: 4-pixel tiles fill that row only when the map is at
+    /// least 32 pixels wide, so narrower maps (the stride-16/32 levels at small inputs) take
+    /// 2-pixel tiles with 16 channels, which fill it twice as soon and still do 16 FMAs per
+    /// gathered input value. `RETINAFACE_CONV_TILE=4x8|2x16` forces one, for benchmarking.
+    pub fn for_shape(shape: &ConvShape) -> Tile {
+        match std::env::var("RETINAFACE_CONV_TILE").as_deref() {
+            Ok("4x8") => return Tile::P4C8,
+            Ok("2x16") => return Tile::P2C16,
+            _ => {}
+        }
+        if shape.out_w() < 32 && shape.out_c >= 16 {
+            Tile::P2C16
+        } else {
+            Tile::P4C8
+        }
+    }
+    fn pixels(self) -> u32 {
+        match self {
+            Tile::P4C8 => 4,
+            Tile::P2C16 => 2,
+        }
+    }
+    fn channels(self) -> u32 {
+        match self {
+            Tile::P4C8 => 8,
+            Tile::P2C16 => 16,
+        }
+    }
+}
+
+pub(crate) fn kernel(ctx: &GpuContext) -> ConvKernels {
+    let slots = [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
+    ConvKernels {
+        narrow: Kernel::new(ctx, "conv_4x8", SOURCE, "main_4x8", &slots),
+        wide: Kernel::new(ctx, "conv_2x16", SOURCE, "main_2x16", &slots),
+    }
 }
 
 /// Where a layer's packed weights live in the weight buffer, in f32 units (multiples of 4).
@@ -90,20 +132,29 @@ pub(crate) struct Target<'a> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn step(
     ctx: &GpuContext,
-    kernel: &Arc<Kernel>,
+    kernels: &ConvKernels,
     label: &str,
     shape: ConvShape,
+    tile: Tile,
     act: Activation,
     src: &wgpu::Buffer,
     weights: &wgpu::Buffer,
     at: PackedAt,
     dst: Target<'_>,
 ) -> Step {
-    let co4 = div_ceil(shape.out_c, 4);
+    debug_assert!(
+        shape.in_c.is_multiple_of(4),
+        "conv input channels must be padded to a multiple of 4"
+    );
+    let kernel = match tile {
+        Tile::P4C8 => &kernels.narrow,
+        Tile::P2C16 => &kernels.wide,
+    };
+    let groups = div_ceil(shape.out_c, tile.channels());
     let params = Params {
         in_w: shape.in_w,
         in_h: shape.in_h,
-        in_c: shape.in_c,
+        in_c4: shape.in_c / 4,
         out_w: shape.out_w(),
         out_h: shape.out_h(),
         out_c: shape.out_c,
@@ -115,8 +166,8 @@ pub(crate) fn step(
         act: act as u32,
         w_offset: (at.weights / 4) as u32,
         b_offset: (at.bias / 4) as u32,
-        co4,
-        _pad: 0,
+        groups,
+        w_row: shape.out_c.next_multiple_of(16) / 4,
     };
     let uniform = uniform_buffer(ctx, label, &params);
     Step {
@@ -124,22 +175,23 @@ pub(crate) fn step(
         kernel: kernel.clone(),
         bind_group: kernel.bind(ctx, &[&uniform, src, weights, dst.buffer]),
         workgroups: Workgroups::Direct([
-            div_ceil(div_ceil(shape.out_w(), PX), 8),
+            div_ceil(div_ceil(shape.out_w(), tile.pixels()), 8),
             div_ceil(shape.out_h(), 8),
-            co4,
+            groups,
         ]),
     }
 }
 
-/// Repacks PyTorch's `[co][ci][ky][kx]` weights into the shader's `[ky][kx][ci][co padded to 4]`.
-pub fn pack_weights(w: &[f32], out_c: usize, in_c: usize, k: usize) -> Vec<f32> {
-    let co_p = out_c.next_multiple_of(4);
-    let mut out = vec![0f32; k * k * in_c * co_p];
+/// Repacks PyTorch's `[co][ci][ky][kx]` weights into the shader's
+/// `[ky][kx][ci padded to in_c_pad][co padded to 16]`; the padding is zeros.
+pub fn pack_weights(w: &[f32], out_c: usize, in_c: usize, in_c_pad: usize, k: usize) -> Vec<f32> {
+    let co_p = out_c.next_multiple_of(16);
+    let mut out = vec![0f32; k * k * in_c_pad * co_p];
     for co in 0..out_c {
         for ci in 0..in_c {
             for ky in 0..k {
                 for kx in 0..k {
-                    out[((ky * k + kx) * in_c + ci) * co_p + co] =
+                    out[((ky * k + kx) * in_c_pad + ci) * co_p + co] =
                         w[((co * in_c + ci) * k + ky) * k + kx];
                 }
             }
@@ -148,10 +200,10 @@ pub fn pack_weights(w: &[f32], out_c: usize, in_c: usize, k: usize) -> Vec<f32> 
     out
 }
 
-/// Bias padded with zeros to a multiple of 4 channels.
+/// Bias padded with zeros to a multiple of 16 channels.
 pub fn pack_bias(b: &[f32]) -> Vec<f32> {
     let mut out = b.to_vec();
-    out.resize(b.len().next_multiple_of(4), 0.0);
+    out.resize(b.len().next_multiple_of(16), 0.0);
     out
 }
 
@@ -204,56 +256,83 @@ mod tests {
     use crate::ops::run_steps;
     use crate::ops::testutil::{assert_close, ctx, Rng};
 
+    /// `shape.in_c` is the real channel count: the GPU gets it padded to a multiple of 4 with
+    /// zero channels, and the input gets the zero pixel at its end, as the plan lays them out.
     fn check(shape: ConvShape, act: Activation, slice: Option<(u32, u32)>, seed: u64) {
         let ctx = ctx();
         let mut rng = Rng(seed);
         let k = shape.ksize as usize;
         let (ic, oc) = (shape.in_c as usize, shape.out_c as usize);
-        let src = rng.vec((shape.in_w * shape.in_h) as usize * ic);
+        let ic_pad = ic.next_multiple_of(4);
+        let pixels_in = (shape.in_w * shape.in_h) as usize;
+        let src = rng.vec(pixels_in * ic);
+        let mut src_pad = vec![0f32; (pixels_in + 1) * ic_pad];
+        for px in 0..pixels_in {
+            src_pad[px * ic_pad..px * ic_pad + ic].copy_from_slice(&src[px * ic..(px + 1) * ic]);
+        }
         let w = rng.vec(oc * ic * k * k);
         let b = rng.vec(oc);
         // Weights start at a non-zero offset, as they do inside the model's weight buffer.
         let mut arena = vec![0f32; 8];
         let wat = arena.len();
-        arena.extend(pack_weights(&w, oc, ic, k));
+        arena.extend(pack_weights(&w, oc, ic, ic_pad, k));
         let bat = arena.len();
         arena.extend(pack_bias(&b));
         let (channels, offset) = slice.unwrap_or((shape.out_c, 0));
         let pixels = (shape.out_w() * shape.out_h()) as usize;
-        let src_buf = upload_f32(ctx, "src", &src);
+        let src_buf = upload_f32(ctx, "src", &src_pad);
+        let gpu_shape = ConvShape {
+            in_c: ic_pad as u32,
+            ..shape
+        };
         let w_buf = upload_f32(ctx, "w", &arena);
         let sentinel = vec![7.5f32; pixels * channels as usize];
-        let dst_buf = upload_f32(ctx, "dst", &sentinel);
         let kern = kernel(ctx);
-        let target = Target {
-            buffer: &dst_buf,
-            channels,
-            offset,
-        };
-        let at = PackedAt {
-            weights: wat,
-            bias: bat,
-        };
-        run_steps(
-            ctx,
-            &[step(
-                ctx, &kern, "conv", shape, act, &src_buf, &w_buf, at, target,
-            )],
-        );
-        let gpu = download_f32(ctx, &dst_buf, sentinel.len()).unwrap();
-        let cpu = cpu(shape, act, &src, &w, &b);
-        let mut got = Vec::with_capacity(cpu.len());
-        for px in 0..pixels {
-            for c in 0..channels as usize {
-                let v = gpu[px * channels as usize + c];
-                if c >= offset as usize && c < (offset + shape.out_c) as usize {
-                    got.push(v);
-                } else {
-                    assert_eq!(v, 7.5, "conv wrote outside its channel slice");
+        for tile in [Tile::P4C8, Tile::P2C16] {
+            let dst_buf = upload_f32(ctx, "dst", &sentinel);
+            let target = Target {
+                buffer: &dst_buf,
+                channels,
+                offset,
+            };
+            let at = PackedAt {
+                weights: wat,
+                bias: bat,
+            };
+            run_steps(
+                ctx,
+                &[step(
+                    ctx, &kern, "conv", gpu_shape, tile, act, &src_buf, &w_buf, at, target,
+                )],
+            );
+            let gpu = download_f32(ctx, &dst_buf, sentinel.len()).unwrap();
+            let cpu = cpu(shape, act, &src, &w, &b);
+            let mut got = Vec::with_capacity(cpu.len());
+            for px in 0..pixels {
+                for c in 0..channels as usize {
+                    let v = gpu[px * channels as usize + c];
+                    if c >= offset as usize && c < (offset + shape.out_c) as usize {
+                        got.push(v);
+                    } else {
+                        assert_eq!(v, 7.5, "conv wrote outside its channel slice");
+                    }
                 }
             }
+            assert_close(&got, &cpu, 1e-4, &format!("{shape:?} {tile:?}"));
         }
-        assert_close(&got, &cpu, 1e-4, &format!("{shape:?}"));
+    }
+
+    #[test]
+    fn conv7x7_stride2() {
+        let s = ConvShape {
+            in_w: 23,
+            in_h: 19,
+            in_c: 3,
+            out_c: 16,
+            ksize: 7,
+            stride: 2,
+        };
+        check(s, Activation::Relu, None, 5);
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl DwShape {
 struct Params {
     in_w: u32,
     in_h: u32,
-    channels: u32,
+    c4: u32,
     out_w: u32,
     out_h: u32,
     stride: u32,
@@ -65,16 +65,20 @@ pub(crate) fn step(
     at: super::conv::PackedAt,
     dst: &wgpu::Buffer,
 ) -> Step {
+    debug_assert!(
+        shape.channels.is_multiple_of(4),
+        "depthwise channels must be a multiple of 4"
+    );
     let params = Params {
         in_w: shape.in_w,
         in_h: shape.in_h,
-        channels: shape.channels,
+        c4: shape.channels / 4,
         out_w: shape.out_w(),
         out_h: shape.out_h(),
         stride: shape.stride,
         act: act as u32,
-        w_offset: at.weights as u32,
-        b_offset: at.bias as u32,
+        w_offset: (at.weights / 4) as u32,
+        b_offset: (at.bias / 4) as u32,
         _pad: [0; 3],
     };
     let uniform = uniform_buffer(ctx, label, &params);
@@ -83,9 +87,9 @@ pub(crate) fn step(
         kernel: kernel.clone(),
         bind_group: kernel.bind(ctx, &[&uniform, src, weights, dst]),
         workgroups: Workgroups::Direct([
-            div_ceil(shape.channels, 16),
-            div_ceil(shape.out_w(), 4),
-            shape.out_h(),
+            div_ceil(div_ceil(shape.out_w(), 4), 8),
+            div_ceil(shape.out_h(), 8),
+            shape.channels / 4,
         ]),
     }
 }
@@ -144,10 +148,14 @@ mod tests {
         let ctx = ctx();
         let mut rng = Rng(seed);
         let ch = shape.channels as usize;
-        let src = rng.vec((shape.in_w * shape.in_h) as usize * ch);
+        let mut src = rng.vec((shape.in_w * shape.in_h) as usize * ch);
         let w = rng.vec(ch * 9);
         let b = rng.vec(ch);
-        let mut arena = vec![0f32; 3];
+        // The zero pixel that the plan allocates after every tensor.
+        let real = src.len();
+        src.resize(real + ch, 0.0);
+        // Offsets in the weight buffer are whole vec4s.
+        let mut arena = vec![0f32; 4];
         let wat = arena.len();
         arena.extend(pack_weights(&w, ch));
         let bat = arena.len();
@@ -169,7 +177,7 @@ mod tests {
         let gpu = download_f32(ctx, &db, n).unwrap();
         assert_close(
             &gpu,
-            &cpu(shape, act, &src, &w, &b),
+            &cpu(shape, act, &src[..real], &w, &b),
             1e-5,
             &format!("{shape:?}"),
         );
@@ -181,7 +189,7 @@ mod tests {
             DwShape {
                 in_w: 15,
                 in_h: 9,
-                channels: 13,
+                channels: 12,
                 stride: 1,
             },
             Activation::Leaky,
@@ -190,12 +198,25 @@ mod tests {
     }
 
     #[test]
+    fn stride1_narrow_and_single_column() {
+        for (w, h) in [(1, 5), (2, 3), (5, 1)] {
+            let s = DwShape {
+                in_w: w,
+                in_h: h,
+                channels: 8,
+                stride: 1,
+            };
+            check(s, Activation::None, 14 + w as u64);
+        }
+    }
+
+    #[test]
     fn stride2_odd() {
         check(
             DwShape {
                 in_w: 15,
                 in_h: 9,
-                channels: 7,
+                channels: 20,
                 stride: 2,
             },
             Activation::Leaky,
@@ -205,7 +226,7 @@ mod tests {
             DwShape {
                 in_w: 1,
                 in_h: 1,
-                channels: 3,
+                channels: 4,
                 stride: 2,
             },
             Activation::Relu,

@@ -23,6 +23,11 @@ pub(crate) enum Slot {
     Uniform,
     Read,
     ReadWrite,
+    /// A 2D float texture read with `textureLoad`.
+    Texture,
+    /// A binding number this entry point does not use (another entry point of the same
+    /// shader file does).
+    Skip,
 }
 
 /// A compiled compute pipeline and the bind group layout of its single group.
@@ -44,6 +49,7 @@ impl Kernel {
         let entries: Vec<_> = slots
             .iter()
             .enumerate()
+            .filter(|(_, slot)| !matches!(slot, Slot::Skip))
             .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
@@ -60,6 +66,12 @@ impl Kernel {
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },
+                    Slot::Texture => wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    Slot::Skip => unreachable!("filtered out above"),
                 },
                 count: None,
             })

@@ -43,14 +43,55 @@ pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
     )
 }
 
-pub(crate) fn step(
+/// The entry point that reads a texture instead of a pixel buffer.
+pub(crate) fn texture_kernel(ctx: &GpuContext) -> Arc<Kernel> {
+    Kernel::new(
+        ctx,
+        "preprocess",
+        SOURCE,
+        "from_texture",
+        &[Slot::Uniform, Slot::Skip, Slot::ReadWrite, Slot::Texture],
+    )
+}
+
+/// Preprocesses straight from `texture` (RGBA8 or BGRA8 unorm, `TEXTURE_BINDING` usage);
+/// built per frame since the texture changes.
+pub(crate) fn texture_step(
     ctx: &GpuContext,
     kernel: &Arc<Kernel>,
     r: Resample,
-    src: &wgpu::Buffer,
+    texture: &wgpu::TextureView,
     dst: &wgpu::Buffer,
 ) -> Step {
-    let params = Params {
+    let uniform = uniform_buffer(ctx, "preprocess", &params(r));
+    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("preprocess texture"),
+        layout: &kernel.layout,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: dst.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: wgpu::BindingResource::TextureView(texture),
+            },
+        ],
+    });
+    Step {
+        label: "preprocess".into(),
+        kernel: kernel.clone(),
+        bind_group,
+        workgroups: Workgroups::Direct([div_ceil(r.dst_w, 16), div_ceil(r.dst_h, 16), 1]),
+    }
+}
+
+fn params(r: Resample) -> Params {
+    Params {
         src_w: r.src_w,
         src_h: r.src_h,
         dst_w: r.dst_w,
@@ -58,7 +99,17 @@ pub(crate) fn step(
         scale_x: r.scale_x,
         scale_y: r.scale_y,
         _pad: [0; 2],
-    };
+    }
+}
+
+pub(crate) fn step(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    r: Resample,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+) -> Step {
+    let params = params(r);
     let uniform = uniform_buffer(ctx, "preprocess", &params);
     Step {
         label: "preprocess".into(),
@@ -84,10 +135,10 @@ fn taps(d: u32, scale: f32, size: u32) -> (usize, usize, f32) {
     (i as usize, (i + 1.0).min(last) as usize, t)
 }
 
-/// CPU reference: RGBA8 bytes in, HWC BGR minus mean out.
+/// CPU reference: RGBA8 bytes in, HWC (B, G, R minus mean, 0) out.
 pub fn cpu(r: Resample, rgba: &[u8]) -> Vec<f32> {
     let px = |x: usize, y: usize, c: usize| rgba[(y * r.src_w as usize + x) * 4 + (2 - c)] as f32;
-    let mut out = Vec::with_capacity((r.dst_w * r.dst_h * 3) as usize);
+    let mut out = Vec::with_capacity((r.dst_w * r.dst_h * 4) as usize);
     for y in 0..r.dst_h {
         let (y0, y1, ty) = taps(y, r.scale_y, r.src_h);
         for x in 0..r.dst_w {
@@ -97,6 +148,7 @@ pub fn cpu(r: Resample, rgba: &[u8]) -> Vec<f32> {
                 let bottom = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
                 out.push(top + (bottom - top) * ty - mean);
             }
+            out.push(0.0);
         }
     }
     out
@@ -123,7 +175,7 @@ mod tests {
                 contents: &rgba,
                 usage: wgpu::BufferUsages::STORAGE,
             });
-        let n = (r.dst_w * r.dst_h * 3) as usize;
+        let n = (r.dst_w * r.dst_h * 4) as usize;
         let dst = crate::gpu::upload_f32(ctx, "dst", &vec![0.0; n]);
         run_steps(ctx, &[step(ctx, &kernel(ctx), r, &src, &dst)]);
         let gpu = download_f32(ctx, &dst, n).unwrap();
