@@ -394,3 +394,63 @@ fn info_prints_adapter_limits_and_weights() {
         "{text}"
     );
 }
+
+#[test]
+fn a_directory_streams_its_images_as_json_lines_in_name_order() {
+    let dir = std::env::temp_dir().join(format!("retinaface-cli-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (from, to) in [
+        ("small_group.jpg", "a.jpg"),
+        ("tilted_head.png", "b.png"),
+        ("no_face.jpg", "c.JPG"),
+    ] {
+        std::fs::copy(testdata().join("images").join(from), dir.join(to)).unwrap();
+    }
+    std::fs::write(dir.join("notes.txt"), "not an image, not listed").unwrap();
+    std::fs::write(dir.join("broken.jpg"), b"\xff\xd8\xff\xe0 truncated").unwrap();
+    let out = cli()
+        .args(["detect", "--threshold", "0.5", "--resize", "original"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken.jpg fails, the rest go on"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            std::path::Path::new(l["image"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(names, ["a.jpg", "b.png", "c.JPG"]);
+    assert_eq!(lines[0]["faces"].as_object().unwrap().len(), 3);
+    assert_eq!(lines[1]["faces"].as_object().unwrap().len(), 1);
+    assert_eq!(lines[2]["faces"].as_object().unwrap().len(), 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.jpg"));
+}
+
+#[test]
+fn profile_prints_gpu_time_per_shader() {
+    let out = cli()
+        .args(["detect", "--profile", &image("small_group.jpg")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for shader in ["conv_4x8", "depthwise", "heads", "nms_scan", "GFLOP/s"] {
+        assert!(stderr.contains(shader), "{shader} missing from:\n{stderr}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_object().unwrap().len(), 3);
+}

@@ -140,7 +140,7 @@ enum Output {
 
 #[derive(Args)]
 struct DetectArgs {
-    /// Image files (JPEG or PNG); `-` reads one image from stdin.
+    /// Image files (JPEG or PNG) or directories of them; `-` reads one image from stdin.
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[command(flatten)]
@@ -151,6 +151,9 @@ struct DetectArgs {
     /// (created if missing) receiving STEM_annotated.png per image.
     #[arg(long, value_name = "OUT")]
     annotate: Option<PathBuf>,
+    /// Print the GPU time of every shader for each image on stderr (timestamp queries).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Args)]
@@ -436,35 +439,61 @@ fn report(path: &Path, e: impl std::fmt::Display) {
     eprintln!("retinaface: {}: {e}", path.display());
 }
 
-fn detect(args: DetectArgs) -> Result<bool, Fatal> {
-    check_stdin(&args.images)?;
-    let (detector, options) = args.detection.detector()?;
-    let pictures = match &args.annotate {
-        Some(out) => Some(OutTarget::new(out, args.images.len())?),
-        None => None,
-    };
-    let mut stems = Stems::default();
-    let pretty = args.output == Output::Json && args.images.len() == 1;
-    if args.output == Output::Csv {
-        print(&format!("{CSV_HEADER}\n"))?;
+/// The images named on the command line, with each directory replaced by its JPEG and PNG
+/// files in name order.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let entries =
+            std::fs::read_dir(p).map_err(|e| Fatal(format!("cannot list {}: {e}", p.display())))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| {
+                let ext = f
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                f.is_file() && matches!(ext.as_str(), "jpg" | "jpeg" | "png")
+            })
+            .collect();
+        files.sort();
+        out.extend(files);
     }
-    let mut all_ok = true;
-    for path in &args.images {
-        let result = load(path).and_then(|img| {
-            let faces = detector.detect_with(&img, &options)?;
-            Ok((img, faces))
-        });
-        let (img, faces) = match result {
-            Ok(r) => r,
+    Ok(out)
+}
+
+/// Where `detect` writes each image's result.
+struct DetectSink<'a> {
+    args: &'a DetectArgs,
+    pictures: Option<OutTarget>,
+    stems: Stems,
+    pretty: bool,
+    all_ok: bool,
+}
+
+impl DetectSink<'_> {
+    fn emit(
+        &mut self,
+        path: &Path,
+        img: &RgbaImage,
+        faces: retinaface::Result<Vec<Face>>,
+    ) -> Result<(), Fatal> {
+        let faces = match faces {
+            Ok(f) => f,
             Err(e) => {
                 report(path, e);
-                all_ok = false;
-                continue;
+                self.all_ok = false;
+                return Ok(());
             }
         };
-        let text = match args.output {
+        let text = match self.args.output {
             Output::Csv => csv_rows(path, &faces),
-            _ if pretty => format!(
+            _ if self.pretty => format!(
                 "{}\n",
                 serde_json::to_string_pretty(&faces_json(&faces)).unwrap_or_default()
             ),
@@ -474,16 +503,100 @@ fn detect(args: DetectArgs) -> Result<bool, Fatal> {
             ),
         };
         print(&text)?;
-        if let Some(target) = &pictures {
-            let file = target.path(&stems.unique(path), "annotated");
-            let picture = retinaface::annotate::annotate(&img, &faces);
+        if let Some(target) = &self.pictures {
+            let file = target.path(&self.stems.unique(path), "annotated");
+            let picture = retinaface::annotate::annotate(img, &faces);
             if let Err(e) = save_png(&picture, &file) {
                 report(path, e);
-                all_ok = false;
+                self.all_ok = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn detect(args: DetectArgs) -> Result<bool, Fatal> {
+    check_stdin(&args.images)?;
+    let paths = expand(&args.images)?;
+    let (detector, options) = args.detection.detector()?;
+    let pictures = match &args.annotate {
+        Some(out) => Some(OutTarget::new(out, paths.len())?),
+        None => None,
+    };
+    let mut sink = DetectSink {
+        args: &args,
+        pictures,
+        stems: Stems::default(),
+        pretty: args.output == Output::Json && paths.len() == 1 && !args.images[0].is_dir(),
+        all_ok: true,
+    };
+    if args.output == Output::Csv {
+        print(&format!("{CSV_HEADER}\n"))?;
+    }
+    // Many images: a progress bar on stderr (hidden when stderr is not a terminal).
+    let bar = if paths.len() > 1 {
+        let bar = indicatif::ProgressBar::new(paths.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    // Up to 3 images on the GPU at once: decoding the next overlaps the GPU's work.
+    let mut stream = detector.stream(&options, 3);
+    let mut in_flight: std::collections::VecDeque<(PathBuf, RgbaImage)> = Default::default();
+    for path in &paths {
+        let img = match load(path) {
+            Ok(img) => img,
+            Err(e) => {
+                bar.suspend(|| report(path, e));
+                sink.all_ok = false;
+                bar.inc(1);
+                continue;
+            }
+        };
+        if args.profile {
+            let result = detector.detect_profiled(&img, &options);
+            if let Ok((_, profile)) = &result {
+                bar.suspend(|| {
+                    eprintln!(
+                        "{}: GPU time per shader (each dispatch timed in its own pass):\n{profile}",
+                        path.display()
+                    )
+                });
+            }
+            bar.suspend(|| sink.emit(path, &img, result.map(|(faces, _)| faces)))?;
+            bar.inc(1);
+            continue;
+        }
+        match stream.push(&img) {
+            Err(e) => {
+                bar.suspend(|| report(path, e));
+                sink.all_ok = false;
+                bar.inc(1);
+            }
+            Ok(done) => {
+                in_flight.push_back((path.clone(), img));
+                if let Some(faces) = done {
+                    if let Some((p, i)) = in_flight.pop_front() {
+                        bar.suspend(|| sink.emit(&p, &i, faces))?;
+                        bar.inc(1);
+                    }
+                }
             }
         }
     }
-    Ok(all_ok)
+    while let Some(faces) = stream.pop() {
+        if let Some((p, i)) = in_flight.pop_front() {
+            bar.suspend(|| sink.emit(&p, &i, faces))?;
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(sink.all_ok)
 }
 
 fn annotate(args: AnnotateArgs) -> Result<bool, Fatal> {
