@@ -307,7 +307,6 @@ impl Graph {
             ops: Vec::new(),
         };
         let layers = conv_layers();
-        let by_name = |n: &str| layers.iter().find(|l| l.name == n).unwrap().clone();
         let mut x = 0;
         let mut taps = Vec::new();
         for l in layers.iter().filter(|l| l.name.starts_with("body.")) {
@@ -319,43 +318,7 @@ impl Graph {
                 taps.push(x);
             }
         }
-        let lat: Vec<TensorId> = (0..3)
-            .map(|i| g.layer(&by_name(&format!("fpn.output{}.0", i + 1)), taps[i], None))
-            .collect();
-        g.tensors[lat[2]].name = "fpn.out3".into();
-        g.up_add(lat[2], lat[1]);
-        let out2 = g.layer(&by_name("fpn.merge2.0"), lat[1], None);
-        g.tensors[out2].name = "fpn.out2".into();
-        g.up_add(out2, lat[0]);
-        let out1 = g.layer(&by_name("fpn.merge1.0"), lat[0], None);
-        g.tensors[out1].name = "fpn.out1".into();
-        let mut levels = [(0, 0); 3];
-        let mut rows = 0;
-        for (i, feat) in [out1, out2, lat[2]].into_iter().enumerate() {
-            let t = &g.tensors[feat];
-            let (w, h) = (t.w, t.h);
-            let ssh = g.tensor(format!("ssh{}", i + 1), w, h, 64);
-            let l: Vec<ConvLayer> = ssh_layers(i + 1).into();
-            g.layer(&l[0], feat, Some((ssh, 0)));
-            let c5 = g.layer(&l[1], feat, None);
-            g.layer(&l[2], c5, Some((ssh, 32)));
-            let c7 = g.layer(&l[3], c5, None);
-            g.layer(&l[4], c7, Some((ssh, 48)));
-            g.ops.push(Op::Heads {
-                level: i,
-                src: ssh,
-                size: (w, h),
-                row_offset: rows,
-            });
-            levels[i] = (w, h);
-            rows += w * h * 2;
-        }
-        Graph {
-            tensors: g.tensors,
-            ops: g.ops,
-            levels,
-            anchors: rows,
-        }
+        neck(g, Model::Mnet025, &layers, [taps[0], taps[1], taps[2]])
     }
 
     pub fn find(&self, name: &str) -> Option<TensorId> {
