@@ -54,18 +54,26 @@ fn store(gid: vec3<u32>, p00: vec3<f32>, p10: vec3<f32>, p01: vec3<f32>, p11: ve
     dst[gid.y * p.dst_w + gid.x] = vec4<f32>(v, 0.0);
 }
 
+// The source pixels of an output pixel: columns x0, x1, rows y0, y1, and the weights of x1, y1.
+struct Taps {
+    x: vec2<u32>,
+    y: vec2<u32>,
+    t: vec2<f32>,
+}
+
+fn taps_of(gid: vec3<u32>) -> Taps {
+    let tx = taps(gid.x, p.scale_x, p.src_w);
+    let ty = taps(gid.y, p.scale_y, p.src_h);
+    return Taps(vec2<u32>(tx.xy), vec2<u32>(ty.xy), vec2<f32>(tx.z, ty.z));
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if gid.x >= p.dst_w || gid.y >= p.dst_h {
         return;
     }
-    let tx = taps(gid.x, p.scale_x, p.src_w);
-    let ty = taps(gid.y, p.scale_y, p.src_h);
-    let x0 = u32(tx.x);
-    let x1 = u32(tx.y);
-    let y0 = u32(ty.x);
-    let y1 = u32(ty.y);
-    store(gid, pixel_bgr(x0, y0), pixel_bgr(x1, y0), pixel_bgr(x0, y1), pixel_bgr(x1, y1), vec2<f32>(tx.z, ty.z));
+    let k = taps_of(gid);
+    store(gid, pixel_bgr(k.x.x, k.y.x), pixel_bgr(k.x.y, k.y.x), pixel_bgr(k.x.x, k.y.y), pixel_bgr(k.x.y, k.y.y), k.t);
 }
 
 // The same from an RGBA8 or BGRA8 unorm texture (a render target, a decoded video frame):
@@ -82,11 +90,6 @@ fn from_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     if gid.x >= p.dst_w || gid.y >= p.dst_h {
         return;
     }
-    let tx = taps(gid.x, p.scale_x, p.src_w);
-    let ty = taps(gid.y, p.scale_y, p.src_h);
-    let x0 = u32(tx.x);
-    let x1 = u32(tx.y);
-    let y0 = u32(ty.x);
-    let y1 = u32(ty.y);
-    store(gid, texel_bgr(x0, y0), texel_bgr(x1, y0), texel_bgr(x0, y1), texel_bgr(x1, y1), vec2<f32>(tx.z, ty.z));
+    let k = taps_of(gid);
+    store(gid, texel_bgr(k.x.x, k.y.x), texel_bgr(k.x.y, k.y.x), texel_bgr(k.x.x, k.y.y), texel_bgr(k.x.y, k.y.y), k.t);
 }
