@@ -223,25 +223,6 @@ impl Detector {
         Ok(resample(opts, w, h))
     }
 
-    /// Checks the sizes against the device and turns options into per-run settings.
-    /// `step`: original-image pixels per network pixel.
-    fn prepare(&self, r: Resample, opts: &DetectOptions, step: f32) -> Result<RunSettings> {
-        if let Some(e) = too_large(
-            self.packed.model,
-            r.dst_w,
-            r.dst_h,
-            r.src_w as u64 * r.src_h as u64,
-            self.ctx.max_binding_bytes(),
-        ) {
-            return Err(e);
-        }
-        Ok(RunSettings {
-            threshold: opts.threshold,
-            nms_threshold: opts.nms_threshold,
-            scale: [step, step],
-        })
-    }
-
     fn run(
         &self,
         r: Resample,
@@ -250,13 +231,17 @@ impl Detector {
         step: f32,
         profile: bool,
     ) -> Result<(Vec<Face>, Profile)> {
-        let run = self.prepare(r, opts, step)?;
+        let run = settings(opts, step);
         let mut plan = self.checkout(r)?;
-        let mut ts = self.timestamps.lock().unwrap_or_else(|e| e.into_inner());
-        if profile && ts.is_none() {
-            *ts = Timestamps::new(&self.ctx, 256);
+        // Only profiled runs take the timestamp lock: plain detections on other threads must
+        // not wait for each other here.
+        let mut guard = profile.then(|| self.timestamps.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(g) = guard.as_mut() {
+            if g.is_none() {
+                **g = Timestamps::new(&self.ctx, 256);
+            }
         }
-        let ts = if profile { ts.as_ref() } else { None };
+        let ts = guard.as_ref().and_then(|g| g.as_ref());
         let result = self.scoped("detection", || {
             plan.submit(&self.ctx, input, run, ts);
             plan.collect(&self.ctx, ts)
@@ -284,12 +269,24 @@ impl Detector {
 
     /// An idle plan for this input size: a cached one, or a new one. The caller owns it until
     /// [`Detector::checkin`], so concurrent calls and frames in flight never share buffers.
+    /// Sizes are checked against the device's limits only when a plan has to be built: a
+    /// cached plan already fits.
     fn checkout(&self, r: Resample) -> Result<Plan> {
         {
             let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(i) = plans.iter().rposition(|(k, _)| *k == r) {
                 return Ok(plans.remove(i).1);
             }
+        }
+        let src_pixels = r.src_w as u64 * r.src_h as u64;
+        if let Some(e) = too_large(
+            self.packed.model,
+            r.dst_w,
+            r.dst_h,
+            src_pixels,
+            self.ctx.max_binding_bytes(),
+        ) {
+            return Err(e);
         }
         self.scoped("building buffers", || {
             Plan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, r)
@@ -458,6 +455,15 @@ fn with_zero_channel(bgr: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// The per-run settings of `opts`; `step`: original-image pixels per network pixel.
+fn settings(opts: &DetectOptions, step: f32) -> RunSettings {
+    RunSettings {
+        threshold: opts.threshold,
+        nms_threshold: opts.nms_threshold,
+        scale: [step, step],
+    }
+}
+
 fn to_face(r: RawFace) -> Face {
     Face {
         score: r.score,
@@ -481,7 +487,7 @@ impl Stream<'_> {
     pub fn push(&mut self, image: &image::RgbaImage) -> Result<Option<Result<Vec<Face>>>> {
         let d = self.detector;
         let (r, step) = d.check_image(image, &self.opts)?;
-        let run = d.prepare(r, &self.opts, step)?;
+        let run = settings(&self.opts, step);
         let mut plan = d.checkout(r)?;
         d.scoped("detection", || {
             plan.submit(&d.ctx, Input::Rgba(image.as_raw()), run, None)

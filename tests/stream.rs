@@ -96,3 +96,26 @@ fn plan_cache_stays_bounded_over_many_sizes() {
         detector().cached_plans()
     );
 }
+
+#[test]
+fn threads_share_one_detector() {
+    let imgs = images();
+    let expected = one_by_one(&imgs);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|t| {
+                let imgs = &imgs;
+                s.spawn(move || {
+                    (0..4)
+                        .map(|i| detector().detect_with(&imgs[(i + t) % 4], &opts()).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for (t, h) in handles.into_iter().enumerate() {
+            for (i, faces) in h.join().unwrap().iter().enumerate() {
+                assert_eq!(faces, &expected[(i + t) % 4], "thread {t}, image {i}");
+            }
+        }
+    });
+}
