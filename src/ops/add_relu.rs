@@ -4,14 +4,12 @@
 use std::sync::Arc;
 
 use super::{div_ceil, Kernel, Slot, Step, Workgroups};
-use crate::gpu::{uniform_buffer, GpuContext};
+use crate::gpu::GpuContext;
 
 pub const SOURCE: &str = include_str!("../../shaders/add_relu.wgsl");
 
 /// Invocations per workgroup; must match the shader's `@workgroup_size`.
 const WG: u32 = 256;
-/// Most workgroups along one dispatch dimension.
-const MAX_GROUPS: u32 = 65535;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -40,21 +38,20 @@ pub(crate) fn step(
     identity: &wgpu::Buffer,
     x: &wgpu::Buffer,
 ) -> Step {
-    let groups = div_ceil(n, WG).max(1);
-    let gx = groups.min(MAX_GROUPS);
-    let gy = div_ceil(groups, gx);
+    let (gx, gy) = super::grid_2d(div_ceil(n, WG));
     let params = Params {
         n,
         row: gx * WG,
         _pad: [0; 2],
     };
-    let uniform = uniform_buffer(ctx, label, &params);
-    Step {
-        label: label.to_string(),
-        kernel: kernel.clone(),
-        bind_group: kernel.bind(ctx, &[&uniform, identity, x]),
-        workgroups: Workgroups::Direct([gx, gy, 1]),
-    }
+    Step::with_uniform(
+        ctx,
+        kernel,
+        label,
+        &params,
+        &[identity, x],
+        Workgroups::Direct([gx, gy, 1]),
+    )
 }
 
 /// CPU reference, in place on `x`.

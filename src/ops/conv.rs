@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{div_ceil, Activation, Kernel, Slot, Step, Workgroups};
-use crate::gpu::{uniform_buffer, GpuContext};
+use crate::gpu::GpuContext;
 
 pub const SOURCE: &str = include_str!("../../shaders/conv.wgsl");
 
@@ -169,17 +169,18 @@ pub(crate) fn step(
         groups,
         w_row: shape.out_c.next_multiple_of(16) / 4,
     };
-    let uniform = uniform_buffer(ctx, label, &params);
-    Step {
-        label: label.to_string(),
-        kernel: kernel.clone(),
-        bind_group: kernel.bind(ctx, &[&uniform, src, weights, dst.buffer]),
-        workgroups: Workgroups::Direct([
+    Step::with_uniform(
+        ctx,
+        kernel,
+        label,
+        &params,
+        &[src, weights, dst.buffer],
+        Workgroups::Direct([
             div_ceil(div_ceil(shape.out_w(), tile.pixels()), 8),
             div_ceil(shape.out_h(), 8),
             groups,
         ]),
-    }
+    )
 }
 
 /// Repacks PyTorch's `[co][ci][ky][kx]` weights into the shader's

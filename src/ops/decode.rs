@@ -104,9 +104,8 @@ pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
 
 /// Workgroups for `n` anchors: x up to the 65535 limit, the rest in y (the shader flattens).
 fn grid(n: u32) -> [u32; 3] {
-    let groups = div_ceil(n, WG).max(1);
-    let x = groups.min(65535);
-    [x, div_ceil(groups, x), 1]
+    let (x, y) = super::grid_2d(div_ceil(n, WG));
+    [x, y, 1]
 }
 
 /// The decode dispatch for `raw` (`anchors(levels)` rows of 16 floats). `candidates` holds

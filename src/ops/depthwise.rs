@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{div_ceil, Activation, Kernel, Slot, Step, Workgroups};
-use crate::gpu::{uniform_buffer, GpuContext};
+use crate::gpu::GpuContext;
 
 pub const SOURCE: &str = include_str!("../../shaders/depthwise.wgsl");
 
@@ -81,17 +81,18 @@ pub(crate) fn step(
         b_offset: (at.bias / 4) as u32,
         _pad: [0; 3],
     };
-    let uniform = uniform_buffer(ctx, label, &params);
-    Step {
-        label: label.to_string(),
-        kernel: kernel.clone(),
-        bind_group: kernel.bind(ctx, &[&uniform, src, weights, dst]),
-        workgroups: Workgroups::Direct([
+    Step::with_uniform(
+        ctx,
+        kernel,
+        label,
+        &params,
+        &[src, weights, dst],
+        Workgroups::Direct([
             div_ceil(div_ceil(shape.out_w(), 4), 8),
             div_ceil(shape.out_h(), 8),
             shape.channels / 4,
         ]),
-    }
+    )
 }
 
 /// Repacks PyTorch's `[c][1][3][3]` depthwise weights into the shader's `[ky][kx][c]`.

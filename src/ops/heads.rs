@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{conv::PackedAt, div_ceil, Kernel, Slot, Step, Workgroups};
-use crate::gpu::{uniform_buffer, GpuContext};
+use crate::gpu::GpuContext;
 
 pub const SOURCE: &str = include_str!("../../shaders/heads.wgsl");
 
@@ -90,9 +90,7 @@ pub(crate) fn step(
         "head input channels must be a multiple of 4"
     );
     let groups = div_ceil(size.0 * size.1, 64);
-    // Dispatch dimensions stop at 65535: fold large maps into a 2D grid.
-    let gx = groups.min(65535);
-    let gy = div_ceil(groups, gx.max(1));
+    let (gx, gy) = super::grid_2d(groups);
     let params = Params {
         width: size.0,
         height: size.1,
@@ -103,13 +101,14 @@ pub(crate) fn step(
         grid_x: gx * 64,
         _pad: 0,
     };
-    let uniform = uniform_buffer(ctx, label, &params);
-    Step {
-        label: label.to_string(),
-        kernel: kernel.clone(),
-        bind_group: kernel.bind(ctx, &[&uniform, src, weights, raw]),
-        workgroups: Workgroups::Direct([gx, gy, 1]),
-    }
+    Step::with_uniform(
+        ctx,
+        kernel,
+        label,
+        &params,
+        &[src, weights, raw],
+        Workgroups::Direct([gx, gy, 1]),
+    )
 }
 
 /// CPU reference: the level's raw rows (`w*h*2` rows of 16 floats).

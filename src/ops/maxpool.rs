@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{div_ceil, Kernel, Slot, Step, Workgroups};
-use crate::gpu::{uniform_buffer, GpuContext};
+use crate::gpu::GpuContext;
 
 pub const SOURCE: &str = include_str!("../../shaders/maxpool.wgsl");
 
@@ -71,17 +71,14 @@ pub(crate) fn step(
         stride: s.stride,
         pad: s.pad,
     };
-    let uniform = uniform_buffer(ctx, label, &params);
-    Step {
-        label: label.to_string(),
-        kernel: kernel.clone(),
-        bind_group: kernel.bind(ctx, &[&uniform, src, dst]),
-        workgroups: Workgroups::Direct([
-            div_ceil(s.channels, 16),
-            div_ceil(s.out_w(), 4),
-            s.out_h(),
-        ]),
-    }
+    Step::with_uniform(
+        ctx,
+        kernel,
+        label,
+        &params,
+        &[src, dst],
+        Workgroups::Direct([div_ceil(s.channels, 16), div_ceil(s.out_w(), 4), s.out_h()]),
+    )
 }
 
 /// CPU reference: HWC in and out; taps in the padding are ignored (PyTorch pads with -inf).

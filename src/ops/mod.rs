@@ -148,6 +148,28 @@ pub(crate) struct Step {
 }
 
 impl Step {
+    /// A step whose binding 0 is a new uniform buffer holding `params` and whose next
+    /// bindings are `buffers`, in order: the shape of most ops.
+    pub fn with_uniform<P: bytemuck::Pod>(
+        ctx: &GpuContext,
+        kernel: &Arc<Kernel>,
+        label: &str,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: Workgroups,
+    ) -> Step {
+        let uniform = crate::gpu::uniform_buffer(ctx, label, params);
+        let all: Vec<&wgpu::Buffer> = std::iter::once(&uniform)
+            .chain(buffers.iter().copied())
+            .collect();
+        Step {
+            label: label.to_string(),
+            kernel: kernel.clone(),
+            bind_group: kernel.bind(ctx, &all),
+            workgroups,
+        }
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.kernel.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
@@ -173,6 +195,13 @@ pub(crate) fn run_steps(ctx: &GpuContext, steps: &[Step]) {
 
 pub(crate) fn div_ceil(a: u32, b: u32) -> u32 {
     a.div_ceil(b)
+}
+
+/// `groups` workgroups laid out as (x, y) within the 65535-per-dimension limit: x as large as
+/// allowed, the rest in y. Shaders flatten with `gid.y * x * workgroup_size + gid.x`.
+pub(crate) fn grid_2d(groups: u32) -> (u32, u32) {
+    let x = groups.clamp(1, 65535);
+    (x, div_ceil(groups, x))
 }
 
 /// Activation fused into a convolution's epilogue.

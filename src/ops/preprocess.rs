@@ -110,13 +110,14 @@ pub(crate) fn step(
     dst: &wgpu::Buffer,
 ) -> Step {
     let params = params(r);
-    let uniform = uniform_buffer(ctx, "preprocess", &params);
-    Step {
-        label: "preprocess".into(),
-        kernel: kernel.clone(),
-        bind_group: kernel.bind(ctx, &[&uniform, src, dst]),
-        workgroups: Workgroups::Direct([div_ceil(r.dst_w, 16), div_ceil(r.dst_h, 16), 1]),
-    }
+    Step::with_uniform(
+        ctx,
+        kernel,
+        "preprocess",
+        &params,
+        &[src, dst],
+        Workgroups::Direct([div_ceil(r.dst_w, 16), div_ceil(r.dst_h, 16), 1]),
+    )
 }
 
 fn taps(d: u32, scale: f32, size: u32) -> (usize, usize, f32) {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{div_ceil, Kernel, Slot, Step, Workgroups};
-use crate::gpu::{uniform_buffer, GpuContext};
+use crate::gpu::GpuContext;
 
 pub const SOURCE: &str = include_str!("../../shaders/upsample_add.wgsl");
 
@@ -51,13 +51,14 @@ pub(crate) fn step(
         channels: s.channels,
         _pad: [0; 3],
     };
-    let uniform = uniform_buffer(ctx, label, &params);
-    Step {
-        label: label.to_string(),
-        kernel: kernel.clone(),
-        bind_group: kernel.bind(ctx, &[&uniform, coarse, fine]),
-        workgroups: Workgroups::Direct([div_ceil(s.channels, 16), div_ceil(s.fine.0, 4), s.fine.1]),
-    }
+    Step::with_uniform(
+        ctx,
+        kernel,
+        label,
+        &params,
+        &[coarse, fine],
+        Workgroups::Direct([div_ceil(s.channels, 16), div_ceil(s.fine.0, 4), s.fine.1]),
+    )
 }
 
 /// CPU reference, in place on `fine` (HWC).
