@@ -35,6 +35,11 @@ struct Params {
     groups: u32,
     // Vec4s per input channel in the weights: output channels padded to 16, / 4.
     w_row: u32,
+    // Used by conv_subgroup.wgsl, which shares this parameter block.
+    tiles_x: u32,
+    tiles: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 use crate::error::{Error, Result};
 use crate::face::{Face, Landmarks};
 use crate::gpu::profiler::Timestamps;
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, KernelPath};
 use crate::model::arch::Model;
 use crate::model::plan::{too_large, Input, Kernels, NetPlan, Plan, RunSettings};
 use crate::model::postprocess::RawFace;
@@ -65,8 +65,32 @@ impl Detector {
         self.packed.model
     }
 
-    /// Runs on the caller's device and queue.
+    /// Runs on the caller's device and queue, with the fastest kernels the device supports
+    /// ([`GpuContext::kernel_path`]).
     pub fn with_context(ctx: GpuContext, w: &Weights) -> Self {
+        let path = ctx.kernel_path();
+        Self::build(ctx, w, path)
+    }
+
+    /// Like [`Detector::with_context`] with a chosen kernel family: to compare the families,
+    /// or to run the portable one where a driver's subgroups misbehave. Detections are the
+    /// same either way within float rounding.
+    pub fn with_kernel_path(ctx: GpuContext, w: &Weights, path: KernelPath) -> Result<Self> {
+        if !path.supported_by(&ctx.device) {
+            return Err(Error::InvalidOption(format!(
+                "this device cannot run the {path:?} kernels (they need Features::SUBGROUP and \
+                 subgroups of at least 8 lanes); use KernelPath::Portable"
+            )));
+        }
+        Ok(Self::build(ctx, w, path))
+    }
+
+    /// The kernel family the detector's convolutions run.
+    pub fn kernel_path(&self) -> KernelPath {
+        self.kernels.conv.path
+    }
+
+    fn build(ctx: GpuContext, w: &Weights, path: KernelPath) -> Self {
         let packed = w.pack();
         let weights = ctx
             .device
@@ -76,7 +100,7 @@ impl Detector {
                 usage: wgpu::BufferUsages::STORAGE,
             });
         Self {
-            kernels: Kernels::new(&ctx),
+            kernels: Kernels::new(&ctx, path),
             ctx,
             weights,
             packed,

@@ -25,7 +25,7 @@ pub use align::{ExtractOptions, FaceCrop};
 pub use detector::Detector;
 pub use error::{Error, Result};
 pub use face::{Face, Landmarks};
-pub use gpu::GpuContext;
+pub use gpu::{GpuContext, KernelPath};
 pub use model::arch::Model;
 pub use options::{DetectOptions, Resize};
 pub use profile::Profile;

@@ -30,22 +30,29 @@ fn intermediate_feature_maps_match() {
         "ssh2",
         "ssh3",
     ];
-    let (got, _) = detector()
-        .forward_tensors(&input(), 640, 640, &names)
-        .unwrap();
-    let path = testdata().join("golden/test_intermediate.safetensors");
-    for (name, ours) in names.iter().zip(&got) {
-        let (shape, want) = read_tensor(&path, name);
-        let want = nchw_to_hwc(&want, shape[1], shape[2], shape[3]);
-        let err = scaled_error(ours, &want);
-        eprintln!("{name}: scaled error {err:.2e}");
-        assert!(err < TOL, "{name}: scaled error {err:.2e}");
+    for det in both_families() {
+        let path_name = format!("{:?}", det.kernel_path());
+        let (got, _) = det.forward_tensors(&input(), 640, 640, &names).unwrap();
+        let path = testdata().join("golden/test_intermediate.safetensors");
+        for (name, ours) in names.iter().zip(&got) {
+            let (shape, want) = read_tensor(&path, name);
+            let want = nchw_to_hwc(&want, shape[1], shape[2], shape[3]);
+            let err = scaled_error(ours, &want);
+            eprintln!("{path_name} {name}: scaled error {err:.2e}");
+            assert!(err < TOL, "{path_name} {name}: scaled error {err:.2e}");
+        }
     }
 }
 
 #[test]
 fn raw_outputs_match() {
-    let (_, raw) = detector().forward_tensors(&input(), 640, 640, &[]).unwrap();
+    for det in both_families() {
+        raw_outputs_match_on(det);
+    }
+}
+
+fn raw_outputs_match_on(det: &retinaface::Detector) {
+    let (_, raw) = det.forward_tensors(&input(), 640, 640, &[]).unwrap();
     let n = 16800;
     assert_eq!(raw.len(), n * 16);
     let col = |from: usize, k: usize| -> Vec<f32> {
@@ -73,7 +80,8 @@ fn raw_outputs_match() {
         ("landms", col(6, 10), read_tensor(&golden, "landms").1),
     ] {
         let err = scaled_error(&ours, &want);
-        eprintln!("{name}: scaled error {err:.2e}");
-        assert!(err < TOL, "{name}: scaled error {err:.2e}");
+        let family = det.kernel_path();
+        eprintln!("{family:?} {name}: scaled error {err:.2e}");
+        assert!(err < TOL, "{family:?} {name}: scaled error {err:.2e}");
     }
 }

@@ -14,7 +14,7 @@ use common::*;
 use retinaface::model::cpu_forward::{forward, random_state_dict};
 use retinaface::model::postprocess::cpu_postprocess;
 use retinaface::model::weights::Weights;
-use retinaface::{DetectOptions, Detector, GpuContext, Model};
+use retinaface::{DetectOptions, Detector, GpuContext, KernelPath, Model};
 
 const TOL: f32 = 1e-4;
 
@@ -86,6 +86,20 @@ fn resnet50_gpu_matches_cpu_forward_at_two_sizes() {
 }
 
 #[test]
+fn resnet50_portable_kernels_match_cpu_forward() {
+    let (_, w) = resnet();
+    let ctx = GpuContext::new().expect("tests need a wgpu adapter (lavapipe on CI)");
+    let det = Detector::with_kernel_path(ctx, w, KernelPath::Portable).unwrap();
+    check(
+        &det,
+        w,
+        &["body.layer2", "body.layer4", "ssh1", "ssh3"],
+        (75, 53),
+        5,
+    );
+}
+
+#[test]
 fn resnet50_detects_end_to_end_like_the_cpu() {
     let (det, w) = resnet();
     let (nw, nh) = (75, 53);
@@ -120,6 +134,13 @@ fn mobilenet_gpu_matches_cpu_forward_at_an_odd_size() {
     let w = Weights::load(&weights_path()).unwrap();
     check(
         detector(),
+        &w,
+        &["body.stage1", "body.stage3", "fpn.out1", "ssh2"],
+        (67, 45),
+        4,
+    );
+    check(
+        portable_detector(),
         &w,
         &["body.stage1", "body.stage3", "fpn.out1", "ssh2"],
         (67, 45),

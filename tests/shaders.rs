@@ -17,13 +17,26 @@ fn every_shader_parses_and_validates() {
                 e.emit_to_string_with_path(&src, &path.display().to_string())
             )
         });
-        // No optional capabilities: the shaders must run on any WebGPU-level adapter.
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| {
+        // No optional capabilities: the shaders must run on any WebGPU-level adapter, except
+        // the subgroup family, which says so in a `// requires: subgroups` line and has a
+        // portable twin.
+        let subgroups = src.lines().any(|l| l.starts_with("// requires: subgroups"));
+        let (caps, stages, ops) = if subgroups {
+            (
+                naga::valid::Capabilities::SUBGROUP,
+                naga::valid::ShaderStages::COMPUTE,
+                naga::valid::SubgroupOperationSet::all(),
+            )
+        } else {
+            (
+                naga::valid::Capabilities::empty(),
+                naga::valid::ShaderStages::empty(),
+                naga::valid::SubgroupOperationSet::empty(),
+            )
+        };
+        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+        validator.subgroup_stages(stages).subgroup_operations(ops);
+        validator.validate(&module).unwrap_or_else(|e| {
             panic!(
                 "{}",
                 e.emit_to_string_with_path(&src, &path.display().to_string())

@@ -10,6 +10,32 @@ pub(crate) use buffers::{map_and_copy, storage_buffer, uniform_buffer};
 
 use crate::error::{Error, Result};
 
+/// Which family of kernels runs the convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// Weights shared between lanes with `subgroupBroadcast`.
+    Subgroup,
+    /// No optional features: WebGPU without subgroups, GL, small-subgroup adapters.
+    Portable,
+}
+
+impl KernelPath {
+    /// The fastest family `device` supports.
+    pub fn best_for(device: &wgpu::Device) -> KernelPath {
+        let info = device.adapter_info();
+        if device.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8 {
+            KernelPath::Subgroup
+        } else {
+            KernelPath::Portable
+        }
+    }
+
+    /// Whether `device` can run this family.
+    pub fn supported_by(self, device: &wgpu::Device) -> bool {
+        self == KernelPath::Portable || KernelPath::best_for(device) == KernelPath::Subgroup
+    }
+}
+
 /// A device and queue the detector runs on, with the limits it may use.
 ///
 /// Cheap to clone: wgpu's handles are reference counted.
@@ -38,8 +64,10 @@ impl GpuContext {
             .map_err(|_| Error::NoAdapter { backends })?;
         let info = adapter.get_info();
         // Timestamps are optional: profiling is off where the adapter lacks them.
-        let wanted =
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        // Subgroups are optional too: they pick the faster kernels (`KernelPath`).
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::SUBGROUP;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("retinaface"),
@@ -66,6 +94,17 @@ impl GpuContext {
             queue,
             adapter_info: None,
         }
+    }
+
+    /// The kernel family this device runs: subgroup kernels where the device has
+    /// `Features::SUBGROUP` and subgroups of at least 8 lanes (the kernels hand out 8-vec4
+    /// weight blocks from lanes 0..7), the portable ones elsewhere. `RETINAFACE_KERNELS=portable`
+    /// forces the portable family (to test or compare it on any adapter).
+    pub fn kernel_path(&self) -> KernelPath {
+        if std::env::var("RETINAFACE_KERNELS").as_deref() == Ok("portable") {
+            return KernelPath::Portable;
+        }
+        KernelPath::best_for(&self.device)
     }
 
     pub fn limits(&self) -> wgpu::Limits {

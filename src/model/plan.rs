@@ -8,7 +8,7 @@ use super::postprocess::{PostKernels, PostPlan, RawFace};
 use super::weights::Packed;
 use crate::error::{Error, Result};
 use crate::gpu::profiler::Timestamps;
-use crate::gpu::{storage_buffer, GpuContext};
+use crate::gpu::{storage_buffer, GpuContext, KernelPath};
 use crate::ops::heads::ROW;
 use crate::ops::preprocess::Resample;
 use crate::ops::{
@@ -30,11 +30,11 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    pub fn new(ctx: &GpuContext) -> Self {
+    pub fn new(ctx: &GpuContext, path: KernelPath) -> Self {
         Self {
             preprocess: preprocess::kernel(ctx),
             preprocess_texture: preprocess::texture_kernel(ctx),
-            conv: conv::kernel(ctx),
+            conv: conv::kernels(ctx, path),
             depthwise: depthwise::kernel(ctx),
             upsample_add: upsample_add::kernel(ctx),
             heads: heads::kernel(ctx),
@@ -154,7 +154,7 @@ impl NetPlan {
                         &k.conv,
                         &layer.name,
                         *shape,
-                        conv::Tile::for_shape(shape),
+                        conv::Variant::for_shape(k.conv.path, shape),
                         layer.act,
                         &buffers[*src],
                         weights,

@@ -1,12 +1,15 @@
-//! Host side of `shaders/conv.wgsl`: dense k x k convolution, stride 1 or 2, fused bias and
-//! activation, output into a channel slice.
+//! Host side of `shaders/conv.wgsl` and `shaders/conv_subgroup.wgsl`: dense k x k convolution,
+//! stride 1 or 2, fused bias and activation, output into a channel slice. The two shaders are
+//! one job in two kernel families (portable, subgroup) with the same weight layout and CPU
+//! reference.
 
 use std::sync::Arc;
 
 use super::{div_ceil, Activation, Kernel, Slot, Step, Workgroups};
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, KernelPath};
 
 pub const SOURCE: &str = include_str!("../../shaders/conv.wgsl");
+pub const SUBGROUP_SOURCE: &str = include_str!("../../shaders/conv_subgroup.wgsl");
 
 /// The shape of one convolution applied to one input size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,60 +61,114 @@ struct Params {
     b_offset: u32,
     groups: u32,
     w_row: u32,
+    // Subgroup kernels only: 4-pixel tiles per row and in the map.
+    tiles_x: u32,
+    tiles: u32,
+    _pad: [u32; 2],
 }
 
-/// The two tile shapes of the conv shader, compiled once.
+/// The conv pipelines of one kernel family, compiled once.
 pub(crate) struct ConvKernels {
+    pub path: KernelPath,
     pub narrow: Arc<Kernel>,
     pub wide: Arc<Kernel>,
 }
 
-/// Pixels x output channels computed by one invocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tile {
-    /// 4 pixels x 8 channels: the default.
-    P4C8,
-    /// 2 pixels x 16 channels: for narrow maps.
-    P2C16,
+/// Which kernel a layer runs: its family and its tile (pixels x output channels per
+/// invocation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Portable, 4 pixels x 8 channels, 8x8 workgroups over (x, y).
+    Portable4x8,
+    /// Portable, 2 pixels x 16 channels: for narrow maps.
+    Portable2x16,
+    /// Subgroup weights, 4 pixels x 8 channels: layers of at most 8 output channels.
+    Subgroup4x8,
+    /// Subgroup weights, 4 pixels x 16 channels.
+    Subgroup4x16,
 }
 
-impl Tile {
-    /// The tile for a layer. Invocations of a workgroup row (8) run as one SIMD group on
-    /// lavapipe and side by side on GPUs: 4-pixel tiles fill that row only when the map is at
-    /// least 32 pixels wide, so narrower maps (the stride-16/32 levels at small inputs) take
-    /// 2-pixel tiles with 16 channels, which fill it twice as soon and still do 16 FMAs per
-    /// gathered input value. `RETINAFACE_CONV_TILE=4x8|2x16` forces one, for benchmarking.
-    pub fn for_shape(shape: &ConvShape) -> Tile {
-        match std::env::var("RETINAFACE_CONV_TILE").as_deref() {
-            Ok("4x8") => return Tile::P4C8,
-            Ok("2x16") => return Tile::P2C16,
+impl Variant {
+    /// Every variant a family has.
+    pub fn of(path: KernelPath) -> [Variant; 2] {
+        match path {
+            KernelPath::Portable => [Variant::Portable4x8, Variant::Portable2x16],
+            KernelPath::Subgroup => [Variant::Subgroup4x8, Variant::Subgroup4x16],
+        }
+    }
+
+    /// The variant for a layer.
+    ///
+    /// Portable: invocations of a workgroup row (8) run as one SIMD group on lavapipe and side
+    /// by side on GPUs; 4-pixel tiles fill that row only when the map is at least 32 pixels
+    /// wide, so narrower maps take 2-pixel tiles with 16 channels, which fill it twice as
+    /// soon and still do 16 FMAs per gathered input value.
+    ///
+    /// Subgroup: tiles are flattened over the map, so no lane idles on narrow maps; 16
+    /// channels per tile halve the input gathers per FMA, except where the layer has at most
+    /// 8 channels and half of them would be padding.
+    ///
+    /// `RETINAFACE_CONV_TILE=4x8|2x16|4x16` forces a tile of the family, for benchmarking.
+    pub fn for_shape(path: KernelPath, shape: &ConvShape) -> Variant {
+        let forced = std::env::var("RETINAFACE_CONV_TILE");
+        match (path, forced.as_deref()) {
+            (KernelPath::Portable, Ok("4x8")) => return Variant::Portable4x8,
+            (KernelPath::Portable, Ok("2x16")) => return Variant::Portable2x16,
+            (KernelPath::Subgroup, Ok("4x8")) => return Variant::Subgroup4x8,
+            (KernelPath::Subgroup, Ok("4x16")) => return Variant::Subgroup4x16,
             _ => {}
         }
-        if shape.out_w() < 32 && shape.out_c >= 16 {
-            Tile::P2C16
-        } else {
-            Tile::P4C8
+        match path {
+            KernelPath::Portable if shape.out_w() < 32 && shape.out_c >= 16 => {
+                Variant::Portable2x16
+            }
+            KernelPath::Portable => Variant::Portable4x8,
+            KernelPath::Subgroup if shape.out_c <= 8 => Variant::Subgroup4x8,
+            KernelPath::Subgroup => Variant::Subgroup4x16,
         }
     }
+
+    pub fn path(self) -> KernelPath {
+        match self {
+            Variant::Portable4x8 | Variant::Portable2x16 => KernelPath::Portable,
+            Variant::Subgroup4x8 | Variant::Subgroup4x16 => KernelPath::Subgroup,
+        }
+    }
+
     fn pixels(self) -> u32 {
         match self {
-            Tile::P4C8 => 4,
-            Tile::P2C16 => 2,
+            Variant::Portable2x16 => 2,
+            _ => 4,
         }
     }
+
     fn channels(self) -> u32 {
         match self {
-            Tile::P4C8 => 8,
-            Tile::P2C16 => 16,
+            Variant::Portable4x8 | Variant::Subgroup4x8 => 8,
+            Variant::Portable2x16 | Variant::Subgroup4x16 => 16,
         }
+    }
+
+    /// Whether this is the family's 8-channel pipeline (`ConvKernels::narrow`).
+    fn narrow(self) -> bool {
+        self.channels() == 8
     }
 }
 
-pub(crate) fn kernel(ctx: &GpuContext) -> ConvKernels {
+/// Compiles the conv pipelines of `path`'s family.
+pub(crate) fn kernels(ctx: &GpuContext, path: KernelPath) -> ConvKernels {
     let slots = [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
-    ConvKernels {
-        narrow: Kernel::new(ctx, "conv_4x8", SOURCE, "main_4x8", &slots),
-        wide: Kernel::new(ctx, "conv_2x16", SOURCE, "main_2x16", &slots),
+    match path {
+        KernelPath::Portable => ConvKernels {
+            path,
+            narrow: Kernel::new(ctx, "conv_4x8", SOURCE, "main_4x8", &slots),
+            wide: Kernel::new(ctx, "conv_2x16", SOURCE, "main_2x16", &slots),
+        },
+        KernelPath::Subgroup => ConvKernels {
+            path,
+            narrow: Kernel::new(ctx, "conv_sg_4x8", SUBGROUP_SOURCE, "main_4x8", &slots),
+            wide: Kernel::new(ctx, "conv_sg_4x16", SUBGROUP_SOURCE, "main_4x16", &slots),
+        },
     }
 }
 
@@ -129,13 +186,16 @@ pub(crate) struct Target<'a> {
     pub offset: u32,
 }
 
+/// Tiles of 64 invocations per workgroup in the subgroup kernels (their `@workgroup_size`).
+const SUBGROUP_WORKGROUP: u32 = 64;
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn step(
     ctx: &GpuContext,
     kernels: &ConvKernels,
     label: &str,
     shape: ConvShape,
-    tile: Tile,
+    variant: Variant,
     act: Activation,
     src: &wgpu::Buffer,
     weights: &wgpu::Buffer,
@@ -146,11 +206,19 @@ pub(crate) fn step(
         shape.in_c.is_multiple_of(4),
         "conv input channels must be padded to a multiple of 4"
     );
-    let kernel = match tile {
-        Tile::P4C8 => &kernels.narrow,
-        Tile::P2C16 => &kernels.wide,
+    assert_eq!(
+        variant.path(),
+        kernels.path,
+        "conv variant {variant:?} is not of the compiled family"
+    );
+    let kernel = if variant.narrow() {
+        &kernels.narrow
+    } else {
+        &kernels.wide
     };
-    let groups = div_ceil(shape.out_c, tile.channels());
+    let groups = div_ceil(shape.out_c, variant.channels());
+    let tiles_x = div_ceil(shape.out_w(), variant.pixels());
+    let tiles = tiles_x * shape.out_h();
     let params = Params {
         in_w: shape.in_w,
         in_h: shape.in_h,
@@ -168,6 +236,13 @@ pub(crate) fn step(
         b_offset: (at.bias / 4) as u32,
         groups,
         w_row: shape.out_c.next_multiple_of(16) / 4,
+        tiles_x,
+        tiles,
+        _pad: [0; 2],
+    };
+    let workgroups = match variant.path() {
+        KernelPath::Portable => [div_ceil(tiles_x, 8), div_ceil(shape.out_h(), 8), groups],
+        KernelPath::Subgroup => [div_ceil(tiles, SUBGROUP_WORKGROUP), groups, 1],
     };
     Step::with_uniform(
         ctx,
@@ -175,11 +250,7 @@ pub(crate) fn step(
         label,
         &params,
         &[src, weights, dst.buffer],
-        Workgroups::Direct([
-            div_ceil(div_ceil(shape.out_w(), tile.pixels()), 8),
-            div_ceil(shape.out_h(), 8),
-            groups,
-        ]),
+        Workgroups::Direct(workgroups),
     )
 }
 
@@ -288,38 +359,52 @@ mod tests {
         };
         let w_buf = upload_f32(ctx, "w", &arena);
         let sentinel = vec![7.5f32; pixels * channels as usize];
-        let kern = kernel(ctx);
-        for tile in [Tile::P4C8, Tile::P2C16] {
-            let dst_buf = upload_f32(ctx, "dst", &sentinel);
-            let target = Target {
-                buffer: &dst_buf,
-                channels,
-                offset,
-            };
-            let at = PackedAt {
-                weights: wat,
-                bias: bat,
-            };
-            run_steps(
-                ctx,
-                &[step(
-                    ctx, &kern, "conv", gpu_shape, tile, act, &src_buf, &w_buf, at, target,
-                )],
+        let families: Vec<KernelPath> = [KernelPath::Portable, KernelPath::Subgroup]
+            .into_iter()
+            .filter(|p| p.supported_by(&ctx.device))
+            .collect();
+        // CI's adapter (lavapipe) has subgroups: both families must be tested there.
+        if ctx.device.adapter_info().device_type == wgpu::DeviceType::Cpu {
+            assert_eq!(
+                families.len(),
+                2,
+                "lavapipe should run the subgroup kernels"
             );
-            let gpu = download_f32(ctx, &dst_buf, sentinel.len()).unwrap();
-            let cpu = cpu(shape, act, &src, &w, &b);
-            let mut got = Vec::with_capacity(cpu.len());
-            for px in 0..pixels {
-                for c in 0..channels as usize {
-                    let v = gpu[px * channels as usize + c];
-                    if c >= offset as usize && c < (offset + shape.out_c) as usize {
-                        got.push(v);
-                    } else {
-                        assert_eq!(v, 7.5, "conv wrote outside its channel slice");
+        }
+        for path in families {
+            let kern = kernels(ctx, path);
+            for tile in Variant::of(path) {
+                let dst_buf = upload_f32(ctx, "dst", &sentinel);
+                let target = Target {
+                    buffer: &dst_buf,
+                    channels,
+                    offset,
+                };
+                let at = PackedAt {
+                    weights: wat,
+                    bias: bat,
+                };
+                run_steps(
+                    ctx,
+                    &[step(
+                        ctx, &kern, "conv", gpu_shape, tile, act, &src_buf, &w_buf, at, target,
+                    )],
+                );
+                let gpu = download_f32(ctx, &dst_buf, sentinel.len()).unwrap();
+                let cpu = cpu(shape, act, &src, &w, &b);
+                let mut got = Vec::with_capacity(cpu.len());
+                for px in 0..pixels {
+                    for c in 0..channels as usize {
+                        let v = gpu[px * channels as usize + c];
+                        if c >= offset as usize && c < (offset + shape.out_c) as usize {
+                            got.push(v);
+                        } else {
+                            assert_eq!(v, 7.5, "conv wrote outside its channel slice");
+                        }
                     }
                 }
+                assert_close(&got, &cpu, 1e-4, &format!("{shape:?} {tile:?}"));
             }
-            assert_close(&got, &cpu, 1e-4, &format!("{shape:?} {tile:?}"));
         }
     }
 

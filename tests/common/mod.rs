@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use retinaface::model::weights::Weights;
-use retinaface::{Detector, GpuContext};
+use retinaface::{Detector, GpuContext, KernelPath};
 
 /// `RETINAFACE_TESTDATA`, else `../shared/testdata` beside the checkout.
 pub fn testdata() -> PathBuf {
@@ -36,6 +36,28 @@ pub fn detector() -> &'static Detector {
         let ctx = GpuContext::new().expect("tests need a wgpu adapter (lavapipe on CI)");
         Detector::with_context(ctx, &w)
     })
+}
+
+/// A detector on the portable kernels (no subgroups), so CI's adapter, which has subgroups,
+/// tests the family that WebGPU-without-subgroups and GL users run too.
+pub fn portable_detector() -> &'static Detector {
+    static D: OnceLock<Detector> = OnceLock::new();
+    D.get_or_init(|| {
+        let w = Weights::load(&weights_path()).expect("shared weights");
+        let ctx = GpuContext::new().expect("tests need a wgpu adapter (lavapipe on CI)");
+        Detector::with_kernel_path(ctx, &w, KernelPath::Portable).unwrap()
+    })
+}
+
+/// The default detector and, where it is not already portable, the portable one.
+pub fn both_families() -> Vec<&'static Detector> {
+    let best = detector();
+    if best.kernel_path() == KernelPath::Portable {
+        // Only where the adapter lacks subgroups; lavapipe (CI) has them.
+        vec![best]
+    } else {
+        vec![best, portable_detector()]
+    }
 }
 
 /// Reads a float32 tensor from a safetensors file: (shape, data).

@@ -1,0 +1,281 @@
+// Dense 2D convolution for adapters with subgroups: the same job, contract and weight layout
+// as conv.wgsl (k x k, stride s, zero padding k/2, channels-last f32, folded bias, fused
+// activation, output into a channel slice), with the weights handed to the lanes by
+// subgroupBroadcast.
+//
+// Why: every lane of a workgroup needs the same weights, but a storage load whose address is
+// not a compile-time constant is a per-lane gather on lavapipe (and a broadcast through the
+// cache on GPUs), even when the address is the same for all lanes. Here each of 8 lanes loads
+// a different vec4 of the block of weights the next 4 input channels need, and the block is
+// passed around with subgroupBroadcast from constant lanes: one load per lane per block
+// instead of one per vec4. Any subgroup of at least 8 lanes works (lanes past 8 repeat the
+// first 8's loads); the host only picks this shader where the adapter's minimum subgroup
+// size is >= 8.
+//
+// Tiles are flattened over the whole output map (tile t = row t / tiles_x, column
+// t % tiles_x), so narrow maps fill every lane; lanes past the last tile compute a clamped
+// tile and store nothing. Control flow is the same for every lane of a workgroup (bounds come
+// from the uniform parameters, edges are handled by reading the zero pixel), as the
+// broadcasts require.
+
+// requires: subgroups (Features::SUBGROUP; naga takes the builtins without an `enable`).
+
+struct Params {
+    in_w: u32,
+    in_h: u32,
+    // Input channels / 4.
+    in_c4: u32,
+    out_w: u32,
+    out_h: u32,
+    out_c: u32,
+    out_c_stride: u32,
+    out_c_offset: u32,
+    ksize: u32,
+    stride: u32,
+    pad: u32,
+    act: u32,
+    w_offset: u32,
+    b_offset: u32,
+    // Groups of output channels (8 or 16 per group).
+    groups: u32,
+    // Vec4s per input channel in the weights: output channels padded to 16, / 4.
+    w_row: u32,
+    // Tiles of 4 pixels per output row, and in the whole map.
+    tiles_x: u32,
+    tiles: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+fn activate(v: vec4<f32>) -> vec4<f32> {
+    if p.act == 1u {
+        return max(v, vec4<f32>(0.0));
+    }
+    if p.act == 2u {
+        return select(v * 0.1, v, v >= vec4<f32>(0.0));
+    }
+    return v;
+}
+
+// Writes 4 channels starting at `c0` of pixel (ox, oy), if that pixel is in the map.
+fn store(live: bool, ox: u32, oy: u32, c0: u32, v: vec4<f32>) {
+    if !live || ox >= p.out_w {
+        return;
+    }
+    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset;
+    let a = activate(v);
+    for (var j = 0u; j < 4u; j++) {
+        if c0 + j < p.out_c {
+            dst[base + c0 + j] = a[j];
+        }
+    }
+}
+
+// Where one invocation's tile is: its first output pixel, and whether it exists.
+struct Tile {
+    ox0: u32,
+    oy: u32,
+    live: bool,
+}
+
+fn tile_of(wg: u32, li: u32) -> Tile {
+    let t = wg * 64u + li;
+    let tc = min(t, p.tiles - 1u);
+    return Tile((tc % p.tiles_x) * 4u, tc / p.tiles_x, t < p.tiles);
+}
+
+// Offsets (in vec4s) of the 4 input pixels a tap reads for a tile, the zero pixel where a
+// tap falls outside the image. Unsigned wrap-around turns "left of / above the edge" into
+// "past the right / bottom edge".
+fn tap_pixels(t: Tile, ky: u32, kx: u32) -> vec4<u32> {
+    let zero = p.in_w * p.in_h * p.in_c4;
+    let iy = t.oy * p.stride + ky - p.pad;
+    let ix0 = t.ox0 * p.stride + kx - p.pad;
+    let ix = vec4<u32>(ix0, ix0 + p.stride, ix0 + 2u * p.stride, ix0 + 3u * p.stride);
+    let inside = (ix < vec4<u32>(p.in_w)) & vec4<bool>(iy < p.in_h);
+    return select(vec4<u32>(zero), (vec4<u32>(iy * p.in_w) + ix) * p.in_c4, inside);
+}
+
+// 16 output channels of one pixel.
+struct Acc16 {
+    q0: vec4<f32>,
+    q1: vec4<f32>,
+    q2: vec4<f32>,
+    q3: vec4<f32>,
+}
+
+// The weights of 4 input channels (rows r0..r3) x 16 output channels (quarters 0..3).
+struct Block16 {
+    r0q0: vec4<f32>, r0q1: vec4<f32>, r0q2: vec4<f32>, r0q3: vec4<f32>,
+    r1q0: vec4<f32>, r1q1: vec4<f32>, r1q2: vec4<f32>, r1q3: vec4<f32>,
+    r2q0: vec4<f32>, r2q1: vec4<f32>, r2q2: vec4<f32>, r2q3: vec4<f32>,
+    r3q0: vec4<f32>, r3q1: vec4<f32>, r3q2: vec4<f32>, r3q3: vec4<f32>,
+}
+
+// Lane l of the first 8 loaded row (l / 4) quarter (l % 4) into `lo` and row 2 + l / 4
+// into `hi`.
+fn block16(lo: vec4<f32>, hi: vec4<f32>) -> Block16 {
+    return Block16(
+        subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u),
+        subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u),
+        subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u),
+        subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u),
+        subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u),
+        subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u),
+        subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u),
+        subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u),
+    );
+}
+
+fn mac16(a: Acc16, x: vec4<f32>, b: Block16) -> Acc16 {
+    var r = a;
+    r.q0 = fma(vec4<f32>(x.x), b.r0q0, r.q0);
+    r.q1 = fma(vec4<f32>(x.x), b.r0q1, r.q1);
+    r.q2 = fma(vec4<f32>(x.x), b.r0q2, r.q2);
+    r.q3 = fma(vec4<f32>(x.x), b.r0q3, r.q3);
+    r.q0 = fma(vec4<f32>(x.y), b.r1q0, r.q0);
+    r.q1 = fma(vec4<f32>(x.y), b.r1q1, r.q1);
+    r.q2 = fma(vec4<f32>(x.y), b.r1q2, r.q2);
+    r.q3 = fma(vec4<f32>(x.y), b.r1q3, r.q3);
+    r.q0 = fma(vec4<f32>(x.z), b.r2q0, r.q0);
+    r.q1 = fma(vec4<f32>(x.z), b.r2q1, r.q1);
+    r.q2 = fma(vec4<f32>(x.z), b.r2q2, r.q2);
+    r.q3 = fma(vec4<f32>(x.z), b.r2q3, r.q3);
+    r.q0 = fma(vec4<f32>(x.w), b.r3q0, r.q0);
+    r.q1 = fma(vec4<f32>(x.w), b.r3q1, r.q1);
+    r.q2 = fma(vec4<f32>(x.w), b.r3q2, r.q2);
+    r.q3 = fma(vec4<f32>(x.w), b.r3q3, r.q3);
+    return r;
+}
+
+fn store16(t: Tile, px: u32, c: u32, a: Acc16) {
+    store(t.live, t.ox0 + px, t.oy, c, a.q0);
+    store(t.live, t.ox0 + px, t.oy, c + 4u, a.q1);
+    store(t.live, t.ox0 + px, t.oy, c + 8u, a.q2);
+    store(t.live, t.ox0 + px, t.oy, c + 12u, a.q3);
+}
+
+// 4 pixels x 16 output channels per invocation; workgroup_id.y is the channel group.
+@compute @workgroup_size(64)
+fn main_4x16(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let t = tile_of(wid.x, li);
+    let g = wid.y;
+    let bo = p.b_offset + g * 4u;
+    let bias = Acc16(weights[bo], weights[bo + 1u], weights[bo + 2u], weights[bo + 3u]);
+    var a0 = bias;
+    var a1 = bias;
+    var a2 = bias;
+    var a3 = bias;
+    let l = lane & 7u;
+    let mine = (l >> 2u) * p.w_row + (l & 3u);
+    let tap_stride = p.in_c4 * 4u * p.w_row;
+    for (var ky = 0u; ky < p.ksize; ky++) {
+        for (var kx = 0u; kx < p.ksize; kx++) {
+            let i = tap_pixels(t, ky, kx);
+            var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 4u + mine;
+            for (var c = 0u; c < p.in_c4; c++) {
+                let b = block16(weights[w], weights[w + 2u * p.w_row]);
+                a0 = mac16(a0, src[i.x + c], b);
+                a1 = mac16(a1, src[i.y + c], b);
+                a2 = mac16(a2, src[i.z + c], b);
+                a3 = mac16(a3, src[i.w + c], b);
+                w += 4u * p.w_row;
+            }
+        }
+    }
+    let c = g * 16u;
+    store16(t, 0u, c, a0);
+    store16(t, 1u, c, a1);
+    store16(t, 2u, c, a2);
+    store16(t, 3u, c, a3);
+}
+
+// 8 output channels of one pixel.
+struct Acc8 {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// The weights of 4 input channels (rows r0..r3) x 8 output channels (halves lo, hi).
+struct Block8 {
+    r0lo: vec4<f32>, r0hi: vec4<f32>,
+    r1lo: vec4<f32>, r1hi: vec4<f32>,
+    r2lo: vec4<f32>, r2hi: vec4<f32>,
+    r3lo: vec4<f32>, r3hi: vec4<f32>,
+}
+
+// Lane l loaded row l / 2, half l % 2.
+fn block8(v: vec4<f32>) -> Block8 {
+    return Block8(
+        subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u),
+        subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
+        subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u),
+        subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u),
+    );
+}
+
+fn mac8(a: Acc8, x: vec4<f32>, b: Block8) -> Acc8 {
+    var r = a;
+    r.lo = fma(vec4<f32>(x.x), b.r0lo, r.lo);
+    r.hi = fma(vec4<f32>(x.x), b.r0hi, r.hi);
+    r.lo = fma(vec4<f32>(x.y), b.r1lo, r.lo);
+    r.hi = fma(vec4<f32>(x.y), b.r1hi, r.hi);
+    r.lo = fma(vec4<f32>(x.z), b.r2lo, r.lo);
+    r.hi = fma(vec4<f32>(x.z), b.r2hi, r.hi);
+    r.lo = fma(vec4<f32>(x.w), b.r3lo, r.lo);
+    r.hi = fma(vec4<f32>(x.w), b.r3hi, r.hi);
+    return r;
+}
+
+fn store8(t: Tile, px: u32, c: u32, a: Acc8) {
+    store(t.live, t.ox0 + px, t.oy, c, a.lo);
+    store(t.live, t.ox0 + px, t.oy, c + 4u, a.hi);
+}
+
+// 4 pixels x 8 output channels per invocation, for layers of at most 8 output channels.
+@compute @workgroup_size(64)
+fn main_4x8(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let t = tile_of(wid.x, li);
+    let g = wid.y;
+    let bo = p.b_offset + g * 2u;
+    let bias = Acc8(weights[bo], weights[bo + 1u]);
+    var a0 = bias;
+    var a1 = bias;
+    var a2 = bias;
+    var a3 = bias;
+    let l = lane & 7u;
+    let mine = (l >> 1u) * p.w_row + (l & 1u);
+    let tap_stride = p.in_c4 * 4u * p.w_row;
+    for (var ky = 0u; ky < p.ksize; ky++) {
+        for (var kx = 0u; kx < p.ksize; kx++) {
+            let i = tap_pixels(t, ky, kx);
+            var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 2u + mine;
+            for (var c = 0u; c < p.in_c4; c++) {
+                let b = block8(weights[w]);
+                a0 = mac8(a0, src[i.x + c], b);
+                a1 = mac8(a1, src[i.y + c], b);
+                a2 = mac8(a2, src[i.z + c], b);
+                a3 = mac8(a3, src[i.w + c], b);
+                w += 4u * p.w_row;
+            }
+        }
+    }
+    let c = g * 8u;
+    store8(t, 0u, c, a0);
+    store8(t, 1u, c, a1);
+    store8(t, 2u, c, a2);
+    store8(t, 3u, c, a3);
+}
