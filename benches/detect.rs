@@ -71,7 +71,10 @@ fn main() {
         if layers {
             let mut steps = profile.steps.clone();
             steps.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-            for s in steps.iter().take(15) {
+            for s in steps
+                .iter()
+                .take(arg("--top").and_then(|t| t.parse().ok()).unwrap_or(15))
+            {
                 println!("  {:<28} {:<12} {:>8.3} ms", s.label, s.shader, s.ms);
             }
         }

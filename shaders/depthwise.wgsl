@@ -1,10 +1,16 @@
 // Depthwise 3x3 convolution (one filter per channel), stride 1 or 2, zero padding 1,
 // channels-last f32, folded batch-norm bias and activation fused.
 //
-// Each invocation computes 4 neighbouring output pixels along x for 4 channels (one vec4).
-// Invocations of a workgroup share their channels, so the 9 weight vec4s are the same for all
-// of them (uniform loads), and each input column is loaded once per row and reused by the
-// taps and outputs that overlap it (6 columns for stride 1, 9 for stride 2, instead of 12).
+// Each invocation computes a tile of 4 x 4 output pixels for 4 channels (one vec4), walking
+// down the input rows the tile needs and loading each input column of a row once: a row
+// feeds every output row and every tap that overlaps it. The cost of a depthwise layer is
+// its loads (a storage load is a per-lane loop on lavapipe, a memory transaction on GPUs;
+// 9 FMAs per output leave the ALUs idle either way), and 4 x 4 tiles load 2.25 input vec4s
+// per output vec4 at stride 1 where one row of 4 loads 4.5.
+//
+// Tiles are flattened over the map (64 per workgroup), so narrow maps fill every lane; the
+// channel group is workgroup_id.y, the same for the whole workgroup, so the 9 weight vec4s
+// are loaded once per invocation.
 //
 // Layout contract: channels are a multiple of 4; the input buffer holds one extra pixel of
 // zeros after the image, read for taps outside it; weights are [ky][kx][c] as vec4 groups of
@@ -21,21 +27,16 @@ struct Params {
     act: u32,
     w_offset: u32,
     b_offset: u32,
+    // Tiles of 4 x 4 pixels per tile row, and in the whole map.
+    tiles_x: u32,
+    tiles: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dst: array<vec4<f32>>;
-
-fn column(row: u32, x: u32, g: u32) -> vec4<f32> {
-    // Unsigned wrap-around makes x = -1 fail the test too.
-    let i = select(p.in_w * p.in_h * p.c4, (row + x) * p.c4, x < p.in_w);
-    return src[i + g];
-}
 
 fn activate(v: vec4<f32>) -> vec4<f32> {
     if p.act == 1u {
@@ -47,62 +48,160 @@ fn activate(v: vec4<f32>) -> vec4<f32> {
     return v;
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let ox0 = gid.x * 4u;
-    let oy = gid.y;
-    // The same as gid.z (workgroups are 1 deep), but visibly uniform to the compiler, so the
-    // weight loads below become one scalar load and a broadcast instead of a gather.
-    let g = wid.z;
-    if ox0 >= p.out_w || oy >= p.out_h || g >= p.c4 {
+// One kernel row: the weights of taps kx = 0, 1, 2.
+struct Taps {
+    w0: vec4<f32>,
+    w1: vec4<f32>,
+    w2: vec4<f32>,
+}
+
+// 4 output pixels of one row.
+struct Acc {
+    a0: vec4<f32>,
+    a1: vec4<f32>,
+    a2: vec4<f32>,
+    a3: vec4<f32>,
+}
+
+// Columns x0 .. x0 + 8 of input row `iy` for channel group `g`; the zero pixel outside the
+// image (unsigned wrap-around makes -1 fail the bounds test too). Stride 1 uses the first 6.
+struct Row {
+    c0: vec4<f32>,
+    c1: vec4<f32>,
+    c2: vec4<f32>,
+    c3: vec4<f32>,
+    c4: vec4<f32>,
+    c5: vec4<f32>,
+    c6: vec4<f32>,
+    c7: vec4<f32>,
+    c8: vec4<f32>,
+}
+
+fn column(iy: u32, x: u32, g: u32) -> vec4<f32> {
+    let zero = p.in_w * p.in_h * p.c4;
+    let i = select(zero, (iy * p.in_w + x) * p.c4, x < p.in_w && iy < p.in_h);
+    return src[i + g];
+}
+
+fn row1(iy: u32, x0: u32, g: u32) -> Row {
+    let z = vec4<f32>(0.0);
+    return Row(
+        column(iy, x0, g), column(iy, x0 + 1u, g), column(iy, x0 + 2u, g),
+        column(iy, x0 + 3u, g), column(iy, x0 + 4u, g), column(iy, x0 + 5u, g),
+        z, z, z,
+    );
+}
+
+fn row2(iy: u32, x0: u32, g: u32) -> Row {
+    return Row(
+        column(iy, x0, g), column(iy, x0 + 1u, g), column(iy, x0 + 2u, g),
+        column(iy, x0 + 3u, g), column(iy, x0 + 4u, g), column(iy, x0 + 5u, g),
+        column(iy, x0 + 6u, g), column(iy, x0 + 7u, g), column(iy, x0 + 8u, g),
+    );
+}
+
+// Adds one input row's contribution through kernel row `t` to 4 outputs at stride 1.
+fn mac1(a: Acc, r: Row, t: Taps) -> Acc {
+    return Acc(
+        fma(r.c0, t.w0, fma(r.c1, t.w1, fma(r.c2, t.w2, a.a0))),
+        fma(r.c1, t.w0, fma(r.c2, t.w1, fma(r.c3, t.w2, a.a1))),
+        fma(r.c2, t.w0, fma(r.c3, t.w1, fma(r.c4, t.w2, a.a2))),
+        fma(r.c3, t.w0, fma(r.c4, t.w1, fma(r.c5, t.w2, a.a3))),
+    );
+}
+
+// The same at stride 2.
+fn mac2(a: Acc, r: Row, t: Taps) -> Acc {
+    return Acc(
+        fma(r.c0, t.w0, fma(r.c1, t.w1, fma(r.c2, t.w2, a.a0))),
+        fma(r.c2, t.w0, fma(r.c3, t.w1, fma(r.c4, t.w2, a.a1))),
+        fma(r.c4, t.w0, fma(r.c5, t.w1, fma(r.c6, t.w2, a.a2))),
+        fma(r.c6, t.w0, fma(r.c7, t.w1, fma(r.c8, t.w2, a.a3))),
+    );
+}
+
+fn store(oy: u32, ox0: u32, g: u32, live: bool, a: Acc) {
+    if !live || oy >= p.out_h {
         return;
     }
-    let bias = weights[p.b_offset + g];
-    var a0 = bias;
-    var a1 = bias;
-    var a2 = bias;
-    var a3 = bias;
-    let x = ox0 * p.stride - 1u;
-    for (var ky = 0u; ky < 3u; ky++) {
-        let iy = oy * p.stride + ky - 1u;
-        if iy >= p.in_h {
-            continue;
-        }
-        let row = iy * p.in_w;
-        let wb = p.w_offset + ky * 3u * p.c4 + g;
-        let w0 = weights[wb];
-        let w1 = weights[wb + p.c4];
-        let w2 = weights[wb + 2u * p.c4];
-        let c0 = column(row, x, g);
-        let c1 = column(row, x + 1u, g);
-        let c2 = column(row, x + 2u, g);
-        let c3 = column(row, x + 3u, g);
-        let c4 = column(row, x + 4u, g);
-        let c5 = column(row, x + 5u, g);
-        if p.stride == 1u {
-            a0 = fma(c0, w0, fma(c1, w1, fma(c2, w2, a0)));
-            a1 = fma(c1, w0, fma(c2, w1, fma(c3, w2, a1)));
-            a2 = fma(c2, w0, fma(c3, w1, fma(c4, w2, a2)));
-            a3 = fma(c3, w0, fma(c4, w1, fma(c5, w2, a3)));
-        } else {
-            let c6 = column(row, x + 6u, g);
-            let c7 = column(row, x + 7u, g);
-            let c8 = column(row, x + 8u, g);
-            a0 = fma(c0, w0, fma(c1, w1, fma(c2, w2, a0)));
-            a1 = fma(c2, w0, fma(c3, w1, fma(c4, w2, a1)));
-            a2 = fma(c4, w0, fma(c5, w1, fma(c6, w2, a2)));
-            a3 = fma(c6, w0, fma(c7, w1, fma(c8, w2, a3)));
-        }
-    }
     let o = (oy * p.out_w + ox0) * p.c4 + g;
-    dst[o] = activate(a0);
+    dst[o] = activate(a.a0);
     if ox0 + 1u < p.out_w {
-        dst[o + p.c4] = activate(a1);
+        dst[o + p.c4] = activate(a.a1);
     }
     if ox0 + 2u < p.out_w {
-        dst[o + 2u * p.c4] = activate(a2);
+        dst[o + 2u * p.c4] = activate(a.a2);
     }
     if ox0 + 3u < p.out_w {
-        dst[o + 3u * p.c4] = activate(a3);
+        dst[o + 3u * p.c4] = activate(a.a3);
     }
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let t = wid.x * 64u + li;
+    let live = t < p.tiles;
+    let tc = min(t, p.tiles - 1u);
+    let ox0 = (tc % p.tiles_x) * 4u;
+    let oy0 = (tc / p.tiles_x) * 4u;
+    let g = wid.y;
+    let wb = p.w_offset + g;
+    let k0 = Taps(weights[wb], weights[wb + p.c4], weights[wb + 2u * p.c4]);
+    let k1 = Taps(weights[wb + 3u * p.c4], weights[wb + 4u * p.c4], weights[wb + 5u * p.c4]);
+    let k2 = Taps(weights[wb + 6u * p.c4], weights[wb + 7u * p.c4], weights[wb + 8u * p.c4]);
+    let bias = weights[p.b_offset + g];
+    var a0 = Acc(bias, bias, bias, bias);
+    var a1 = a0;
+    var a2 = a0;
+    var a3 = a0;
+    let x0 = ox0 * p.stride - 1u;
+    let y0 = oy0 * p.stride - 1u;
+    if p.stride == 1u {
+        // Input rows y0 .. y0 + 5; output row o reads rows o, o + 1, o + 2 of them.
+        var r = row1(y0, x0, g);
+        a0 = mac1(a0, r, k0);
+        r = row1(y0 + 1u, x0, g);
+        a0 = mac1(a0, r, k1);
+        a1 = mac1(a1, r, k0);
+        r = row1(y0 + 2u, x0, g);
+        a0 = mac1(a0, r, k2);
+        a1 = mac1(a1, r, k1);
+        a2 = mac1(a2, r, k0);
+        r = row1(y0 + 3u, x0, g);
+        a1 = mac1(a1, r, k2);
+        a2 = mac1(a2, r, k1);
+        a3 = mac1(a3, r, k0);
+        r = row1(y0 + 4u, x0, g);
+        a2 = mac1(a2, r, k2);
+        a3 = mac1(a3, r, k1);
+        r = row1(y0 + 5u, x0, g);
+        a3 = mac1(a3, r, k2);
+    } else {
+        // Input rows y0 .. y0 + 8; output row o reads rows 2o, 2o + 1, 2o + 2 of them.
+        var r = row2(y0, x0, g);
+        a0 = mac2(a0, r, k0);
+        r = row2(y0 + 1u, x0, g);
+        a0 = mac2(a0, r, k1);
+        r = row2(y0 + 2u, x0, g);
+        a0 = mac2(a0, r, k2);
+        a1 = mac2(a1, r, k0);
+        r = row2(y0 + 3u, x0, g);
+        a1 = mac2(a1, r, k1);
+        r = row2(y0 + 4u, x0, g);
+        a1 = mac2(a1, r, k2);
+        a2 = mac2(a2, r, k0);
+        r = row2(y0 + 5u, x0, g);
+        a2 = mac2(a2, r, k1);
+        r = row2(y0 + 6u, x0, g);
+        a2 = mac2(a2, r, k2);
+        a3 = mac2(a3, r, k0);
+        r = row2(y0 + 7u, x0, g);
+        a3 = mac2(a3, r, k1);
+        r = row2(y0 + 8u, x0, g);
+        a3 = mac2(a3, r, k2);
+    }
+    store(oy0, ox0, g, live, a0);
+    store(oy0 + 1u, ox0, g, live, a1);
+    store(oy0 + 2u, ox0, g, live, a2);
+    store(oy0 + 3u, ox0, g, live, a3);
 }

@@ -70,8 +70,12 @@ struct Params {
 /// The conv pipelines of one kernel family, compiled once.
 pub(crate) struct ConvKernels {
     pub path: KernelPath,
+    /// 8 output channels per invocation.
     pub narrow: Arc<Kernel>,
+    /// 16 output channels per invocation.
     pub wide: Arc<Kernel>,
+    /// The family's 3x3 stride-1 specialisation, if it has one.
+    pub k3s1: Option<Arc<Kernel>>,
 }
 
 /// Which kernel a layer runs: its family and its tile (pixels x output channels per
@@ -86,14 +90,21 @@ pub enum Variant {
     Subgroup4x8,
     /// Subgroup weights, 4 pixels x 16 channels.
     Subgroup4x16,
+    /// Subgroup weights, 4 pixels x 16 channels, 3x3 stride 1 only: input columns shared
+    /// by the taps of a kernel row.
+    Subgroup3x3s1,
 }
 
 impl Variant {
     /// Every variant a family has.
-    pub fn of(path: KernelPath) -> [Variant; 2] {
+    pub fn of(path: KernelPath) -> Vec<Variant> {
         match path {
-            KernelPath::Portable => [Variant::Portable4x8, Variant::Portable2x16],
-            KernelPath::Subgroup => [Variant::Subgroup4x8, Variant::Subgroup4x16],
+            KernelPath::Portable => vec![Variant::Portable4x8, Variant::Portable2x16],
+            KernelPath::Subgroup => vec![
+                Variant::Subgroup4x8,
+                Variant::Subgroup4x16,
+                Variant::Subgroup3x3s1,
+            ],
         }
     }
 
@@ -124,6 +135,7 @@ impl Variant {
             }
             KernelPath::Portable => Variant::Portable4x8,
             KernelPath::Subgroup if shape.out_c <= 8 => Variant::Subgroup4x8,
+            KernelPath::Subgroup if shape.ksize == 3 && shape.stride == 1 => Variant::Subgroup3x3s1,
             KernelPath::Subgroup => Variant::Subgroup4x16,
         }
     }
@@ -131,7 +143,9 @@ impl Variant {
     pub fn path(self) -> KernelPath {
         match self {
             Variant::Portable4x8 | Variant::Portable2x16 => KernelPath::Portable,
-            Variant::Subgroup4x8 | Variant::Subgroup4x16 => KernelPath::Subgroup,
+            Variant::Subgroup4x8 | Variant::Subgroup4x16 | Variant::Subgroup3x3s1 => {
+                KernelPath::Subgroup
+            }
         }
     }
 
@@ -145,13 +159,13 @@ impl Variant {
     fn channels(self) -> u32 {
         match self {
             Variant::Portable4x8 | Variant::Subgroup4x8 => 8,
-            Variant::Portable2x16 | Variant::Subgroup4x16 => 16,
+            Variant::Portable2x16 | Variant::Subgroup4x16 | Variant::Subgroup3x3s1 => 16,
         }
     }
 
-    /// Whether this is the family's 8-channel pipeline (`ConvKernels::narrow`).
-    fn narrow(self) -> bool {
-        self.channels() == 8
+    /// Whether the variant can run `shape`.
+    pub fn runs(self, shape: &ConvShape) -> bool {
+        self != Variant::Subgroup3x3s1 || (shape.ksize == 3 && shape.stride == 1)
     }
 }
 
@@ -163,11 +177,19 @@ pub(crate) fn kernels(ctx: &GpuContext, path: KernelPath) -> ConvKernels {
             path,
             narrow: Kernel::new(ctx, "conv_4x8", SOURCE, "main_4x8", &slots),
             wide: Kernel::new(ctx, "conv_2x16", SOURCE, "main_2x16", &slots),
+            k3s1: None,
         },
         KernelPath::Subgroup => ConvKernels {
             path,
             narrow: Kernel::new(ctx, "conv_sg_4x8", SUBGROUP_SOURCE, "main_4x8", &slots),
             wide: Kernel::new(ctx, "conv_sg_4x16", SUBGROUP_SOURCE, "main_4x16", &slots),
+            k3s1: Some(Kernel::new(
+                ctx,
+                "conv_sg_3x3s1",
+                SUBGROUP_SOURCE,
+                "main_3x3s1_4x16",
+                &slots,
+            )),
         },
     }
 }
@@ -211,10 +233,11 @@ pub(crate) fn step(
         kernels.path,
         "conv variant {variant:?} is not of the compiled family"
     );
-    let kernel = if variant.narrow() {
-        &kernels.narrow
-    } else {
-        &kernels.wide
+    assert!(variant.runs(&shape), "{variant:?} cannot run {shape:?}");
+    let kernel = match variant {
+        Variant::Subgroup3x3s1 => kernels.k3s1.as_ref().expect("the subgroup family"),
+        _ if variant.channels() == 8 => &kernels.narrow,
+        _ => &kernels.wide,
     };
     let groups = div_ceil(shape.out_c, variant.channels());
     let tiles_x = div_ceil(shape.out_w(), variant.pixels());
@@ -373,7 +396,7 @@ mod tests {
         }
         for path in families {
             let kern = kernels(ctx, path);
-            for tile in Variant::of(path) {
+            for tile in Variant::of(path).into_iter().filter(|v| v.runs(&shape)) {
                 let dst_buf = upload_f32(ctx, "dst", &sentinel);
                 let target = Target {
                     buffer: &dst_buf,
@@ -458,6 +481,21 @@ mod tests {
             stride: 1,
         };
         check(s, Activation::None, Some((15, 5)), 3);
+    }
+
+    #[test]
+    fn conv3x3_many_workgroups_and_channel_groups() {
+        // 10 x 23 tiles (4 workgroups of 64), 3 groups of 16 output channels, the last one
+        // half padding.
+        let s = ConvShape {
+            in_w: 37,
+            in_h: 23,
+            in_c: 20,
+            out_c: 40,
+            ksize: 3,
+            stride: 1,
+        };
+        check(s, Activation::Relu, Some((44, 4)), 6);
     }
 
     #[test]

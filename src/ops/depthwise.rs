@@ -40,8 +40,15 @@ struct Params {
     act: u32,
     w_offset: u32,
     b_offset: u32,
-    _pad: [u32; 3],
+    tiles_x: u32,
+    tiles: u32,
+    _pad: u32,
 }
+
+/// Output pixels per invocation along each axis (the shader's 4 x 4 tile).
+const TILE: u32 = 4;
+/// Invocations per workgroup (the shader's `@workgroup_size`).
+const WORKGROUP: u32 = 64;
 
 pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
     Kernel::new(
@@ -69,6 +76,8 @@ pub(crate) fn step(
         shape.channels.is_multiple_of(4),
         "depthwise channels must be a multiple of 4"
     );
+    let tiles_x = div_ceil(shape.out_w(), TILE);
+    let tiles = tiles_x * div_ceil(shape.out_h(), TILE);
     let params = Params {
         in_w: shape.in_w,
         in_h: shape.in_h,
@@ -79,7 +88,9 @@ pub(crate) fn step(
         act: act as u32,
         w_offset: (at.weights / 4) as u32,
         b_offset: (at.bias / 4) as u32,
-        _pad: [0; 3],
+        tiles_x,
+        tiles,
+        _pad: 0,
     };
     Step::with_uniform(
         ctx,
@@ -87,11 +98,7 @@ pub(crate) fn step(
         label,
         &params,
         &[src, weights, dst],
-        Workgroups::Direct([
-            div_ceil(div_ceil(shape.out_w(), 4), 8),
-            div_ceil(shape.out_h(), 8),
-            shape.channels / 4,
-        ]),
+        Workgroups::Direct([div_ceil(tiles, WORKGROUP), shape.channels / 4, 1]),
     )
 }
 
@@ -208,6 +215,21 @@ mod tests {
                 stride: 1,
             };
             check(s, Activation::None, 14 + w as u64);
+        }
+    }
+
+    #[test]
+    fn many_workgroups_and_ragged_tiles() {
+        // 45x41 at stride 1 is 12 x 11 tiles of 4x4 (two workgroups, last row and column
+        // ragged); at stride 2, 23x21 outputs.
+        for stride in [1, 2] {
+            let s = DwShape {
+                in_w: 45,
+                in_h: 41,
+                channels: 12,
+                stride,
+            };
+            check(s, Activation::Leaky, 20 + stride as u64);
         }
     }
 
