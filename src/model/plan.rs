@@ -11,8 +11,9 @@ use crate::gpu::profiler::Timestamps;
 use crate::gpu::{storage_buffer, GpuContext, KernelPath};
 use crate::ops::heads::ROW;
 use crate::ops::preprocess::Resample;
+use crate::ops::conv::ConvShape;
 use crate::ops::{
-    add_relu, conv, depthwise, heads, maxpool, preprocess, upsample_add, Kernel, Step,
+    add_relu, conv, depthwise, heads, maxpool, preprocess, upsample_add, Activation, Kernel, Step,
 };
 
 /// Every pipeline, compiled once per detector.
@@ -189,6 +190,36 @@ impl NetPlan {
                     *shape,
                     &buffers[*coarse],
                     &buffers[*fine],
+                ),
+                // The heads are a 1x1 conv with 32 outputs per pixel (2 anchors x 16) whose
+                // rows are the raw buffer's rows: the subgroup conv kernel runs them.
+                Op::Heads {
+                    level,
+                    src,
+                    size,
+                    row_offset,
+                } if k.conv.path == KernelPath::Subgroup => conv::step(
+                    ctx,
+                    &k.conv,
+                    &format!("heads.{level}"),
+                    ConvShape {
+                        in_w: size.0,
+                        in_h: size.1,
+                        in_c: graph.tensors[*src].c,
+                        out_c: (heads::ANCHORS * ROW) as u32,
+                        ksize: 1,
+                        stride: 1,
+                    },
+                    conv::Variant::Subgroup4x16,
+                    Activation::None,
+                    &buffers[*src],
+                    weights,
+                    packed.heads[*level],
+                    conv::Target {
+                        buffer: &raw,
+                        channels: (heads::ANCHORS * ROW) as u32,
+                        offset: *row_offset * ROW as u32,
+                    },
                 ),
                 Op::Heads {
                     level,
