@@ -1,12 +1,13 @@
 // Depthwise 3x3 convolution (one filter per channel), stride 1 or 2, zero padding 1,
 // channels-last f32, folded batch-norm bias and activation fused.
 //
-// Each invocation computes a tile of 4 x 4 output pixels for 4 channels (one vec4), walking
-// down the input rows the tile needs and loading each input column of a row once: a row
-// feeds every output row and every tap that overlaps it. The cost of a depthwise layer is
-// its loads (a storage load is a per-lane loop on lavapipe, a memory transaction on GPUs;
-// 9 FMAs per output leave the ALUs idle either way), and 4 x 4 tiles load 2.25 input vec4s
-// per output vec4 at stride 1 where one row of 4 loads 4.5.
+// Each invocation computes a column of 4 x tile_h output pixels for 4 channels (one vec4),
+// walking down the input rows it needs and loading each input column of a row once: a row
+// feeds every open output row and every tap that overlaps it. The cost of a depthwise layer
+// is its loads (a storage load is a per-lane loop on lavapipe, a memory transaction on GPUs;
+// 9 FMAs per output leave the ALUs idle either way): at stride 1, tiles of 4 x 16 load 1.7
+// input vec4s per output vec4 where a row of 4 loads 4.5. The host picks tile_h so that
+// small maps still have enough tiles to fill the device.
 //
 // Tiles are flattened over the map (64 per workgroup), so narrow maps fill every lane; the
 // channel group is workgroup_id.y, the same for the whole workgroup, so the 9 weight vec4s
@@ -27,10 +28,10 @@ struct Params {
     act: u32,
     w_offset: u32,
     b_offset: u32,
-    // Tiles of 4 x 4 pixels per tile row, and in the whole map.
+    // Tiles of 4 x tile_h pixels per tile row, and in the whole map.
     tiles_x: u32,
     tiles: u32,
-    _pad0: u32,
+    tile_h: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -143,65 +144,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let live = t < p.tiles;
     let tc = min(t, p.tiles - 1u);
     let ox0 = (tc % p.tiles_x) * 4u;
-    let oy0 = (tc / p.tiles_x) * 4u;
+    let oy0 = (tc / p.tiles_x) * p.tile_h;
     let g = wid.y;
     let wb = p.w_offset + g;
     let k0 = Taps(weights[wb], weights[wb + p.c4], weights[wb + 2u * p.c4]);
     let k1 = Taps(weights[wb + 3u * p.c4], weights[wb + 4u * p.c4], weights[wb + 5u * p.c4]);
     let k2 = Taps(weights[wb + 6u * p.c4], weights[wb + 7u * p.c4], weights[wb + 8u * p.c4]);
     let bias = weights[p.b_offset + g];
-    var a0 = Acc(bias, bias, bias, bias);
-    var a1 = a0;
-    var a2 = a0;
-    var a3 = a0;
+    let b = Acc(bias, bias, bias, bias);
     let x0 = ox0 * p.stride - 1u;
     let y0 = oy0 * p.stride - 1u;
     if p.stride == 1u {
-        // Input rows y0 .. y0 + 5; output row o reads rows o, o + 1, o + 2 of them.
-        var r = row1(y0, x0, g);
-        a0 = mac1(a0, r, k0);
-        r = row1(y0 + 1u, x0, g);
-        a0 = mac1(a0, r, k1);
-        a1 = mac1(a1, r, k0);
-        r = row1(y0 + 2u, x0, g);
-        a0 = mac1(a0, r, k2);
-        a1 = mac1(a1, r, k1);
-        a2 = mac1(a2, r, k0);
-        r = row1(y0 + 3u, x0, g);
-        a1 = mac1(a1, r, k2);
-        a2 = mac1(a2, r, k1);
-        a3 = mac1(a3, r, k0);
-        r = row1(y0 + 4u, x0, g);
-        a2 = mac1(a2, r, k2);
-        a3 = mac1(a3, r, k1);
-        r = row1(y0 + 5u, x0, g);
-        a3 = mac1(a3, r, k2);
+        // Down the tile's input rows y0 .. y0 + tile_h + 1: input row i is kernel row 2 of
+        // output row i - 2 (which it completes), row 1 of output i - 1 and row 0 of output i,
+        // so only three output rows are open at a time.
+        var a2 = b;
+        var a1 = b;
+        for (var i = 0u; i < p.tile_h + 2u; i++) {
+            let r = row1(y0 + i, x0, g);
+            let finished = mac1(a2, r, k2);
+            if i >= 2u {
+                store(oy0 + i - 2u, ox0, g, live, finished);
+            }
+            a2 = mac1(a1, r, k1);
+            a1 = mac1(b, r, k0);
+        }
     } else {
-        // Input rows y0 .. y0 + 8; output row o reads rows 2o, 2o + 1, 2o + 2 of them.
-        var r = row2(y0, x0, g);
-        a0 = mac2(a0, r, k0);
-        r = row2(y0 + 1u, x0, g);
-        a0 = mac2(a0, r, k1);
-        r = row2(y0 + 2u, x0, g);
-        a0 = mac2(a0, r, k2);
-        a1 = mac2(a1, r, k0);
-        r = row2(y0 + 3u, x0, g);
-        a1 = mac2(a1, r, k1);
-        r = row2(y0 + 4u, x0, g);
-        a1 = mac2(a1, r, k2);
-        a2 = mac2(a2, r, k0);
-        r = row2(y0 + 5u, x0, g);
-        a2 = mac2(a2, r, k1);
-        r = row2(y0 + 6u, x0, g);
-        a2 = mac2(a2, r, k2);
-        a3 = mac2(a3, r, k0);
-        r = row2(y0 + 7u, x0, g);
-        a3 = mac2(a3, r, k1);
-        r = row2(y0 + 8u, x0, g);
-        a3 = mac2(a3, r, k2);
+        // Output row o reads input rows 2o, 2o + 1, 2o + 2; row 2o + 2 is the next output's
+        // row 2o', so it is carried over instead of loaded again.
+        var top = row2(y0, x0, g);
+        for (var o = 0u; o < p.tile_h; o++) {
+            let mid = row2(y0 + 2u * o + 1u, x0, g);
+            let bot = row2(y0 + 2u * o + 2u, x0, g);
+            let a = mac2(mac2(mac2(b, top, k0), mid, k1), bot, k2);
+            store(oy0 + o, ox0, g, live, a);
+            top = bot;
+        }
     }
-    store(oy0, ox0, g, live, a0);
-    store(oy0 + 1u, ox0, g, live, a1);
-    store(oy0 + 2u, ox0, g, live, a2);
-    store(oy0 + 3u, ox0, g, live, a3);
 }

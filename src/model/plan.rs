@@ -9,9 +9,9 @@ use super::weights::Packed;
 use crate::error::{Error, Result};
 use crate::gpu::profiler::Timestamps;
 use crate::gpu::{storage_buffer, GpuContext, KernelPath};
+use crate::ops::conv::ConvShape;
 use crate::ops::heads::ROW;
 use crate::ops::preprocess::Resample;
-use crate::ops::conv::ConvShape;
 use crate::ops::{
     add_relu, conv, depthwise, heads, maxpool, preprocess, upsample_add, Activation, Kernel, Step,
 };

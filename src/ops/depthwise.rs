@@ -42,11 +42,22 @@ struct Params {
     b_offset: u32,
     tiles_x: u32,
     tiles: u32,
-    _pad: u32,
+    tile_h: u32,
 }
 
-/// Output pixels per invocation along each axis (the shader's 4 x 4 tile).
-const TILE: u32 = 4;
+/// Output pixels per invocation along x (the shader's tile width).
+const TILE_W: u32 = 4;
+/// The tallest tile: past it the loads saved per output row are few.
+const MAX_TILE_H: u32 = 16;
+/// Invocations a layer should keep, over all channel groups, before its tiles grow taller:
+/// enough workgroups for every core of a GPU, while a CPU adapter (lavapipe: one thread per
+/// core, 8 lanes each) is busy with a few dozen.
+fn min_invocations(device: wgpu::DeviceType) -> u32 {
+    match device {
+        wgpu::DeviceType::Cpu => 2048,
+        _ => 65536,
+    }
+}
 /// Invocations per workgroup (the shader's `@workgroup_size`).
 const WORKGROUP: u32 = 64;
 
@@ -76,8 +87,9 @@ pub(crate) fn step(
         shape.channels.is_multiple_of(4),
         "depthwise channels must be a multiple of 4"
     );
-    let tiles_x = div_ceil(shape.out_w(), TILE);
-    let tiles = tiles_x * div_ceil(shape.out_h(), TILE);
+    let tiles_x = div_ceil(shape.out_w(), TILE_W);
+    let tile_h = tile_height(shape, ctx.device.adapter_info().device_type);
+    let tiles = tiles_x * div_ceil(shape.out_h(), tile_h);
     let params = Params {
         in_w: shape.in_w,
         in_h: shape.in_h,
@@ -90,7 +102,7 @@ pub(crate) fn step(
         b_offset: (at.bias / 4) as u32,
         tiles_x,
         tiles,
-        _pad: 0,
+        tile_h,
     };
     Step::with_uniform(
         ctx,
@@ -100,6 +112,24 @@ pub(crate) fn step(
         &[src, weights, dst],
         Workgroups::Direct([div_ceil(tiles, WORKGROUP), shape.channels / 4, 1]),
     )
+}
+
+/// Rows per tile: as tall as [`MAX_TILE_H`] while the layer keeps enough invocations for
+/// `device`, never under 2; `RETINAFACE_DW_TILE_H=N` forces it, for benchmarking.
+pub fn tile_height(shape: DwShape, device: wgpu::DeviceType) -> u32 {
+    if let Some(h) = std::env::var("RETINAFACE_DW_TILE_H")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        return h.clamp(1, 64);
+    }
+    let tiles_x = div_ceil(shape.out_w(), TILE_W);
+    let mut h = MAX_TILE_H;
+    let groups = shape.channels / 4;
+    while h > 2 && tiles_x * div_ceil(shape.out_h(), h) * groups < min_invocations(device) {
+        h /= 2;
+    }
+    h
 }
 
 /// Repacks PyTorch's `[c][1][3][3]` depthwise weights into the shader's `[ky][kx][c]`.
