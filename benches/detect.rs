@@ -39,6 +39,10 @@ fn main() {
         );
     }
     let detector = Detector::with_context(ctx, &Weights::load(&weights).expect("weights"));
+    println!(
+        "kernels: {:?} (RETINAFACE_KERNELS=portable for the portable family)",
+        detector.kernel_path()
+    );
     let photo = retinaface::image_io::load_path(&image).expect("image");
     let opts = DetectOptions {
         resize: Resize::Original,

@@ -160,6 +160,21 @@ fn store16(t: Tile, px: u32, c: u32, a: Acc16) {
     store(t.live, t.ox0 + px, t.oy, c + 12u, a.q3);
 }
 
+// The 4 pixels x 16 channels of channel group `g` of a tile.
+fn store4x16(t: Tile, g: u32, a0: Acc16, a1: Acc16, a2: Acc16, a3: Acc16) {
+    let c = g * 16u;
+    store16(t, 0u, c, a0);
+    store16(t, 1u, c, a1);
+    store16(t, 2u, c, a2);
+    store16(t, 3u, c, a3);
+}
+
+// The bias of channel group `g` (16 channels).
+fn bias16(g: u32) -> Acc16 {
+    let bo = p.b_offset + g * 4u;
+    return Acc16(weights[bo], weights[bo + 1u], weights[bo + 2u], weights[bo + 3u]);
+}
+
 // 4 pixels x 16 output channels per invocation; workgroup_id.y is the channel group.
 @compute @workgroup_size(64)
 fn main_4x16(
@@ -169,8 +184,7 @@ fn main_4x16(
 ) {
     let t = tile_of(wid.x, li);
     let g = wid.y;
-    let bo = p.b_offset + g * 4u;
-    let bias = Acc16(weights[bo], weights[bo + 1u], weights[bo + 2u], weights[bo + 3u]);
+    let bias = bias16(g);
     var a0 = bias;
     var a1 = bias;
     var a2 = bias;
@@ -192,11 +206,7 @@ fn main_4x16(
             }
         }
     }
-    let c = g * 16u;
-    store16(t, 0u, c, a0);
-    store16(t, 1u, c, a1);
-    store16(t, 2u, c, a2);
-    store16(t, 3u, c, a3);
+    store4x16(t, g, a0, a1, a2, a3);
 }
 
 // 3x3 stride 1, 4 pixels x 16 output channels: the 6 input columns a tile's 3 taps of a kernel
@@ -210,8 +220,7 @@ fn main_3x3s1_4x16(
 ) {
     let t = tile_of(wid.x, li);
     let g = wid.y;
-    let bo = p.b_offset + g * 4u;
-    let bias = Acc16(weights[bo], weights[bo + 1u], weights[bo + 2u], weights[bo + 3u]);
+    let bias = bias16(g);
     var a0 = bias;
     var a1 = bias;
     var a2 = bias;
@@ -252,11 +261,7 @@ fn main_3x3s1_4x16(
             w += 4u * p.w_row;
         }
     }
-    let c = g * 16u;
-    store16(t, 0u, c, a0);
-    store16(t, 1u, c, a1);
-    store16(t, 2u, c, a2);
-    store16(t, 3u, c, a3);
+    store4x16(t, g, a0, a1, a2, a3);
 }
 
 // 8 output channels of one pixel.

@@ -371,6 +371,8 @@ fn info_prints_adapter_limits_and_weights() {
     for want in [
         "adapter:",
         "backend:",
+        // CI's lavapipe has 8-lane subgroups: the fast family must be the one chosen there.
+        "kernels:    subgroup",
         "max_storage_buffer_binding_size",
         "max_compute_workgroups_per_dimension",
         "weights:",
@@ -448,7 +450,8 @@ fn profile_prints_gpu_time_per_shader() {
         .unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for shader in ["conv_4x8", "depthwise", "heads", "nms_scan", "GFLOP/s"] {
+    // Conv shader names depend on the kernel family (conv_sg_* with subgroups, as on CI).
+    for shader in ["conv_", "depthwise", "nms_scan", "GFLOP/s"] {
         assert!(stderr.contains(shader), "{shader} missing from:\n{stderr}");
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -735,6 +735,22 @@ fn info(args: InfoArgs) -> Result<bool, Fatal> {
                     "no"
                 }
             );
+            let path = ctx.kernel_path();
+            let sub = ctx.device.adapter_info();
+            text += &format!(
+                "kernels:    {} (subgroups: {}, {}..{} lanes; RETINAFACE_KERNELS=portable forces the portable ones)\n",
+                match path {
+                    retinaface::KernelPath::Subgroup => "subgroup",
+                    retinaface::KernelPath::Portable => "portable",
+                },
+                if ctx.device.features().contains(retinaface::wgpu::Features::SUBGROUP) {
+                    "yes"
+                } else {
+                    "no"
+                },
+                sub.subgroup_min_size,
+                sub.subgroup_max_size,
+            );
             let l = ctx.limits();
             text += "limits:\n";
             let rows: [(&str, u64); 7] = [
@@ -817,8 +833,11 @@ fn bench(args: BenchArgs) -> Result<bool, Fatal> {
     }
     if let Some(info) = &detector.context().adapter_info {
         eprintln!(
-            "adapter: {} ({:?}, {:?})",
-            info.name, info.device_type, info.backend
+            "adapter: {} ({:?}, {:?}); {:?} kernels",
+            info.name,
+            info.device_type,
+            info.backend,
+            detector.kernel_path()
         );
     }
     // The first runs compile shaders (lavapipe compiles at first dispatch) and build the plan.
