@@ -264,6 +264,68 @@ fn main_3x3s1_4x16(
     store4x16(t, g, a0, a1, a2, a3);
 }
 
+// Stores 16 channels of flattened pixel `px` (1x1 kernels).
+fn store_px16(px: u32, c: u32, a: Acc16) {
+    if px >= p.out_w * p.out_h {
+        return;
+    }
+    let base = px * p.out_c_stride + p.out_c_offset + c;
+    let q = array<vec4<f32>, 4>(activate(a.q0), activate(a.q1), activate(a.q2), activate(a.q3));
+    for (var k = 0u; k < 16u; k++) {
+        if c + k < p.out_c {
+            dst[base + k] = q[k / 4u][k % 4u];
+        }
+    }
+}
+
+// 1x1 stride 1, 8 pixels x 16 output channels: a matrix product over the flattened pixels
+// (no rows, no edges), each weight block feeding twice the pixels of the 4-pixel tile.
+@compute @workgroup_size(64)
+fn main_1x1_8x16(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let px = (wid.x * 64u + li) * 8u;
+    let g = wid.y;
+    let bias = bias16(g);
+    var a0 = bias;
+    var a1 = bias;
+    var a2 = bias;
+    var a3 = bias;
+    var a4 = bias;
+    var a5 = bias;
+    var a6 = bias;
+    var a7 = bias;
+    // Pixels past the map read the last pixel and store nothing.
+    let last = p.out_w * p.out_h - 1u;
+    let lo = min(vec4<u32>(px) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * p.in_c4;
+    let hi = min(vec4<u32>(px) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last)) * p.in_c4;
+    let l = lane & 7u;
+    var w = p.w_offset + g * 4u + (l >> 2u) * p.w_row + (l & 3u);
+    for (var c = 0u; c < p.in_c4; c++) {
+        let b = block16(weights[w], weights[w + 2u * p.w_row]);
+        a0 = mac16(a0, src[lo.x + c], b);
+        a1 = mac16(a1, src[lo.y + c], b);
+        a2 = mac16(a2, src[lo.z + c], b);
+        a3 = mac16(a3, src[lo.w + c], b);
+        a4 = mac16(a4, src[hi.x + c], b);
+        a5 = mac16(a5, src[hi.y + c], b);
+        a6 = mac16(a6, src[hi.z + c], b);
+        a7 = mac16(a7, src[hi.w + c], b);
+        w += 4u * p.w_row;
+    }
+    let c = g * 16u;
+    store_px16(px, c, a0);
+    store_px16(px + 1u, c, a1);
+    store_px16(px + 2u, c, a2);
+    store_px16(px + 3u, c, a3);
+    store_px16(px + 4u, c, a4);
+    store_px16(px + 5u, c, a5);
+    store_px16(px + 6u, c, a6);
+    store_px16(px + 7u, c, a7);
+}
+
 // 8 output channels of one pixel.
 struct Acc8 {
     lo: vec4<f32>,

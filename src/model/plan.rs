@@ -202,15 +202,8 @@ impl NetPlan {
                     ctx,
                     &k.conv,
                     &format!("heads.{level}"),
-                    ConvShape {
-                        in_w: size.0,
-                        in_h: size.1,
-                        in_c: graph.tensors[*src].c,
-                        out_c: (heads::ANCHORS * ROW) as u32,
-                        ksize: 1,
-                        stride: 1,
-                    },
-                    conv::Variant::Subgroup4x16,
+                    head_shape(size, graph.tensors[*src].c),
+                    conv::Variant::for_shape(k.conv.path, &head_shape(size, graph.tensors[*src].c)),
                     Activation::None,
                     &buffers[*src],
                     weights,
@@ -266,6 +259,18 @@ impl NetPlan {
             steps,
             work,
         }
+    }
+}
+
+/// The heads of one level as a 1x1 conv: 32 outputs per pixel (2 anchors x 16).
+fn head_shape(size: &(u32, u32), in_c: u32) -> ConvShape {
+    ConvShape {
+        in_w: size.0,
+        in_h: size.1,
+        in_c,
+        out_c: (heads::ANCHORS * ROW) as u32,
+        ksize: 1,
+        stride: 1,
     }
 }
 

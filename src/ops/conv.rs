@@ -76,6 +76,8 @@ pub(crate) struct ConvKernels {
     pub wide: Arc<Kernel>,
     /// The family's 3x3 stride-1 specialisation, if it has one.
     pub k3s1: Option<Arc<Kernel>>,
+    /// The family's 1x1 stride-1 specialisation, if it has one.
+    pub k1s1: Option<Arc<Kernel>>,
 }
 
 /// Which kernel a layer runs: its family and its tile (pixels x output channels per
@@ -93,6 +95,9 @@ pub enum Variant {
     /// Subgroup weights, 4 pixels x 16 channels, 3x3 stride 1 only: input columns shared
     /// by the taps of a kernel row.
     Subgroup3x3s1,
+    /// Subgroup weights, 8 pixels x 16 channels, 1x1 stride 1 only: a matrix product over
+    /// the flattened pixels.
+    Subgroup1x1,
 }
 
 impl Variant {
@@ -104,6 +109,7 @@ impl Variant {
                 Variant::Subgroup4x8,
                 Variant::Subgroup4x16,
                 Variant::Subgroup3x3s1,
+                Variant::Subgroup1x1,
             ],
         }
     }
@@ -117,7 +123,8 @@ impl Variant {
     ///
     /// Subgroup: tiles are flattened over the map, so no lane idles on narrow maps; 16
     /// channels per tile halve the input gathers per FMA, except where the layer has at most
-    /// 8 channels and half of them would be padding.
+    /// 8 channels and half of them would be padding; 3x3 stride 1 and 1x1 stride 1 layers
+    /// have kernels of their own.
     ///
     /// `RETINAFACE_CONV_TILE=4x8|2x16|4x16` forces a tile of the family, for benchmarking.
     pub fn for_shape(path: KernelPath, shape: &ConvShape) -> Variant {
@@ -136,6 +143,7 @@ impl Variant {
             KernelPath::Portable => Variant::Portable4x8,
             KernelPath::Subgroup if shape.out_c <= 8 => Variant::Subgroup4x8,
             KernelPath::Subgroup if shape.ksize == 3 && shape.stride == 1 => Variant::Subgroup3x3s1,
+            KernelPath::Subgroup if shape.ksize == 1 && shape.stride == 1 => Variant::Subgroup1x1,
             KernelPath::Subgroup => Variant::Subgroup4x16,
         }
     }
@@ -143,15 +151,17 @@ impl Variant {
     pub fn path(self) -> KernelPath {
         match self {
             Variant::Portable4x8 | Variant::Portable2x16 => KernelPath::Portable,
-            Variant::Subgroup4x8 | Variant::Subgroup4x16 | Variant::Subgroup3x3s1 => {
-                KernelPath::Subgroup
-            }
+            Variant::Subgroup4x8
+            | Variant::Subgroup4x16
+            | Variant::Subgroup3x3s1
+            | Variant::Subgroup1x1 => KernelPath::Subgroup,
         }
     }
 
     fn pixels(self) -> u32 {
         match self {
             Variant::Portable2x16 => 2,
+            Variant::Subgroup1x1 => 8,
             _ => 4,
         }
     }
@@ -159,13 +169,20 @@ impl Variant {
     fn channels(self) -> u32 {
         match self {
             Variant::Portable4x8 | Variant::Subgroup4x8 => 8,
-            Variant::Portable2x16 | Variant::Subgroup4x16 | Variant::Subgroup3x3s1 => 16,
+            Variant::Portable2x16
+            | Variant::Subgroup4x16
+            | Variant::Subgroup3x3s1
+            | Variant::Subgroup1x1 => 16,
         }
     }
 
     /// Whether the variant can run `shape`.
     pub fn runs(self, shape: &ConvShape) -> bool {
-        self != Variant::Subgroup3x3s1 || (shape.ksize == 3 && shape.stride == 1)
+        match self {
+            Variant::Subgroup3x3s1 => shape.ksize == 3 && shape.stride == 1,
+            Variant::Subgroup1x1 => shape.ksize == 1 && shape.stride == 1,
+            _ => true,
+        }
     }
 }
 
@@ -178,6 +195,7 @@ pub(crate) fn kernels(ctx: &GpuContext, path: KernelPath) -> ConvKernels {
             narrow: Kernel::new(ctx, "conv_4x8", SOURCE, "main_4x8", &slots),
             wide: Kernel::new(ctx, "conv_2x16", SOURCE, "main_2x16", &slots),
             k3s1: None,
+            k1s1: None,
         },
         KernelPath::Subgroup => ConvKernels {
             path,
@@ -188,6 +206,13 @@ pub(crate) fn kernels(ctx: &GpuContext, path: KernelPath) -> ConvKernels {
                 "conv_sg_3x3s1",
                 SUBGROUP_SOURCE,
                 "main_3x3s1_4x16",
+                &slots,
+            )),
+            k1s1: Some(Kernel::new(
+                ctx,
+                "conv_sg_1x1",
+                SUBGROUP_SOURCE,
+                "main_1x1_8x16",
                 &slots,
             )),
         },
@@ -236,12 +261,17 @@ pub(crate) fn step(
     assert!(variant.runs(&shape), "{variant:?} cannot run {shape:?}");
     let kernel = match variant {
         Variant::Subgroup3x3s1 => kernels.k3s1.as_ref().expect("the subgroup family"),
+        Variant::Subgroup1x1 => kernels.k1s1.as_ref().expect("the subgroup family"),
         _ if variant.channels() == 8 => &kernels.narrow,
         _ => &kernels.wide,
     };
     let groups = div_ceil(shape.out_c, variant.channels());
     let tiles_x = div_ceil(shape.out_w(), variant.pixels());
-    let tiles = tiles_x * shape.out_h();
+    let tiles = match variant {
+        // Tiles run over the flattened pixels, rows ignored.
+        Variant::Subgroup1x1 => div_ceil(shape.out_w() * shape.out_h(), variant.pixels()),
+        _ => tiles_x * shape.out_h(),
+    };
     let params = Params {
         in_w: shape.in_w,
         in_h: shape.in_h,
