@@ -1,7 +1,7 @@
 //! The detector: weights on the GPU once, a cached plan per input size, one submit per image.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use wgpu::util::DeviceExt;
 
@@ -17,6 +17,7 @@ use crate::ops::preprocess::Resample;
 use crate::ops::{warp, Kernel};
 use crate::options::DetectOptions;
 use crate::profile::{Profile, StepTime};
+use crate::tuning::{TunedShape, Tuning};
 
 /// Images smaller than this on either side are refused: the smallest anchor is 16 px.
 pub const MIN_SIDE: u32 = 16;
@@ -41,6 +42,8 @@ pub struct Detector {
     timestamps: Mutex<Option<Timestamps>>,
     /// The crop shader (`align.rs`), compiled on first use: detection alone never needs it.
     warp: OnceLock<Arc<Kernel>>,
+    /// Which conv kernel each layer shape runs (the rule table, or measured choices).
+    tuning: RwLock<Tuning>,
 }
 
 impl Detector {
@@ -90,6 +93,84 @@ impl Detector {
         self.kernels.conv.path
     }
 
+    /// Reads the choices `retinaface bench --tune` saved for this adapter, if any
+    /// (`RETINAFACE_TUNING=off` ignores them).
+    fn with_cached_tuning(self) -> Self {
+        if std::env::var("RETINAFACE_TUNING").as_deref() == Ok("off") {
+            return self;
+        }
+        if let Some(file) = Tuning::default_file() {
+            let t = Tuning::load(&file, &self.tuning_key());
+            *self.tuning.write().unwrap_or_else(|e| e.into_inner()) = t;
+        }
+        self
+    }
+
+    /// The key of this adapter, driver and kernel family in the tuning cache.
+    pub fn tuning_key(&self) -> String {
+        Tuning::adapter_key(&self.ctx, self.kernel_path())
+    }
+
+    /// The kernel choices in use.
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the kernel choices; plans built before are dropped so the next run uses them.
+    pub fn set_tuning(&self, tuning: Tuning) {
+        *self.tuning.write().unwrap_or_else(|e| e.into_inner()) = tuning;
+        self.plans.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Times every conv kernel of the detector's family on every conv shape of a
+    /// `net_w x net_h` network input, on this device, and uses the fastest from now on
+    /// (spending at most about `budget`; shapes not reached keep the rule table's choice).
+    /// Returns the measurements; [`Tuning::save`] with [`Detector::tuning_key`] keeps them
+    /// for later detectors on this adapter (`retinaface bench --tune` does both).
+    pub fn tune(
+        &self,
+        net_w: u32,
+        net_h: u32,
+        budget: std::time::Duration,
+    ) -> Result<Vec<TunedShape>> {
+        if net_w < MIN_SIDE || net_h < MIN_SIDE {
+            return Err(Error::ImageTooSmall {
+                width: net_w,
+                height: net_h,
+                min: MIN_SIDE,
+            });
+        }
+        if let Some(e) = too_large(
+            self.packed.model,
+            net_w,
+            net_h,
+            0,
+            self.ctx.max_binding_bytes(),
+        ) {
+            return Err(e);
+        }
+        let graph = crate::model::arch::Graph::for_model(self.packed.model, net_w, net_h);
+        let measured = self.scoped("tuning", || {
+            crate::tuning::measure(
+                &self.ctx,
+                &self.kernels,
+                &self.weights,
+                &self.packed,
+                &graph,
+                budget,
+            )
+        })??;
+        let mut tuning = self.tuning();
+        for m in &measured {
+            tuning.set(m.shape, m.chosen);
+        }
+        self.set_tuning(tuning);
+        Ok(measured)
+    }
+
     fn build(ctx: GpuContext, w: &Weights, path: KernelPath) -> Self {
         let packed = w.pack();
         let weights = ctx
@@ -108,7 +189,9 @@ impl Detector {
             options: DetectOptions::default(),
             timestamps: Mutex::new(None),
             warp: OnceLock::new(),
+            tuning: RwLock::new(Tuning::default()),
         }
+        .with_cached_tuning()
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -313,7 +396,15 @@ impl Detector {
             return Err(e);
         }
         self.scoped("building buffers", || {
-            Plan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, r)
+            let tuning = self.tuning.read().unwrap_or_else(|e| e.into_inner());
+            Plan::new(
+                &self.ctx,
+                &self.kernels,
+                &self.weights,
+                &self.packed,
+                &tuning,
+                r,
+            )
         })
     }
 
@@ -415,7 +506,16 @@ impl Detector {
         names: &[&str],
     ) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
         let net = self.scoped("building buffers", || {
-            NetPlan::new(&self.ctx, &self.kernels, &self.weights, &self.packed, w, h)
+            let tuning = self.tuning.read().unwrap_or_else(|e| e.into_inner());
+            NetPlan::new(
+                &self.ctx,
+                &self.kernels,
+                &self.weights,
+                &self.packed,
+                &tuning,
+                w,
+                h,
+            )
         })?;
         self.ctx.queue.write_buffer(
             &net.buffers[0],

@@ -20,6 +20,7 @@ pub mod model;
 pub mod ops;
 pub mod options;
 pub mod profile;
+pub mod tuning;
 
 pub use align::{ExtractOptions, FaceCrop};
 pub use detector::Detector;

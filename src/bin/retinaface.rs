@@ -226,6 +226,14 @@ struct BenchArgs {
     /// mnet025 or resnet50: whose file to look for in ./weights and the cache.
     #[arg(long, default_value = "mnet025")]
     model: retinaface::Model,
+    /// First time every conv kernel variant on every layer shape of this network input size
+    /// on this GPU, keep the fastest and save the choices for this adapter in the per-user
+    /// cache (tuning.json), where every later run on the adapter finds them.
+    #[arg(long)]
+    tune: bool,
+    /// With --tune: stop measuring new layer shapes after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    tune_budget: f64,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -840,6 +848,9 @@ fn bench(args: BenchArgs) -> Result<bool, Fatal> {
             detector.kernel_path()
         );
     }
+    if args.tune {
+        tune(&detector, &options, &image, args.tune_budget)?;
+    }
     // The first runs compile shaders (lavapipe compiles at first dispatch) and build the plan.
     for _ in 0..2 {
         detector.detect_with(&image, &options)?;
@@ -869,6 +880,64 @@ fn bench(args: BenchArgs) -> Result<bool, Fatal> {
         println!("GPU time per shader (one detect, each dispatch in its own timestamped pass):\n{profile}");
     }
     Ok(true)
+}
+
+/// `bench --tune`: measures, prints each layer shape's candidates, saves the choices.
+fn tune(
+    detector: &Detector,
+    options: &DetectOptions,
+    image: &image::RgbaImage,
+    budget_s: f64,
+) -> Result<(), Fatal> {
+    let s = options.scaling(image.width(), image.height());
+    let budget = std::time::Duration::from_secs_f64(budget_s.max(0.0));
+    let t0 = std::time::Instant::now();
+    let report = detector.tune(s.net_w, s.net_h, budget)?;
+    println!(
+        "tuned {} conv shapes at {}x{} in {:.1} s (ms per dispatch; * = chosen, r = the rule table's)",
+        report.len(),
+        s.net_w,
+        s.net_h,
+        t0.elapsed().as_secs_f64()
+    );
+    for m in &report {
+        let cells: Vec<String> = m
+            .candidates
+            .iter()
+            .map(|(v, ms)| {
+                let mark = match (*v == m.chosen, *v == m.rule) {
+                    (true, true) => "*r",
+                    (true, false) => "*",
+                    (false, true) => "r",
+                    _ => "",
+                };
+                format!("{}{mark} {ms:.3}", v.name())
+            })
+            .collect();
+        println!(
+            "  {:<22} {:>4}x{:<4} {:>4}->{:<4} k{} s{}  {}",
+            m.layer,
+            m.shape.in_w,
+            m.shape.in_h,
+            m.shape.in_c,
+            m.shape.out_c,
+            m.shape.ksize,
+            m.shape.stride,
+            cells.join("  ")
+        );
+    }
+    match retinaface::tuning::Tuning::default_file() {
+        Some(file) => {
+            detector.tuning().save(&file, &detector.tuning_key())?;
+            println!(
+                "saved for {:?} in {}",
+                detector.tuning_key(),
+                file.display()
+            );
+        }
+        None => eprintln!("no per-user cache directory (set RETINAFACE_CACHE_DIR): not saved"),
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -15,6 +15,7 @@ use crate::ops::preprocess::Resample;
 use crate::ops::{
     add_relu, conv, depthwise, heads, maxpool, preprocess, upsample_add, Activation, Kernel, Step,
 };
+use crate::tuning::Tuning;
 
 /// Every pipeline, compiled once per detector.
 pub(crate) struct Kernels {
@@ -120,6 +121,7 @@ impl NetPlan {
         k: &Kernels,
         weights: &wgpu::Buffer,
         packed: &Packed,
+        tuning: &Tuning,
         net_w: u32,
         net_h: u32,
     ) -> Self {
@@ -155,7 +157,7 @@ impl NetPlan {
                         &k.conv,
                         &layer.name,
                         *shape,
-                        conv::Variant::for_shape(k.conv.path, shape),
+                        tuning.variant(k.conv.path, shape),
                         layer.act,
                         &buffers[*src],
                         weights,
@@ -203,7 +205,7 @@ impl NetPlan {
                     &k.conv,
                     &format!("heads.{level}"),
                     head_shape(size, graph.tensors[*src].c),
-                    conv::Variant::for_shape(k.conv.path, &head_shape(size, graph.tensors[*src].c)),
+                    tuning.variant(k.conv.path, &head_shape(size, graph.tensors[*src].c)),
                     Activation::None,
                     &buffers[*src],
                     weights,
@@ -263,7 +265,7 @@ impl NetPlan {
 }
 
 /// The heads of one level as a 1x1 conv: 32 outputs per pixel (2 anchors x 16).
-fn head_shape(size: &(u32, u32), in_c: u32) -> ConvShape {
+pub(crate) fn head_shape(size: &(u32, u32), in_c: u32) -> ConvShape {
     ConvShape {
         in_w: size.0,
         in_h: size.1,
@@ -310,9 +312,10 @@ impl Plan {
         k: &Kernels,
         weights: &wgpu::Buffer,
         packed: &Packed,
+        tuning: &Tuning,
         r: Resample,
     ) -> Self {
-        let net = NetPlan::new(ctx, k, weights, packed, r.dst_w, r.dst_h);
+        let net = NetPlan::new(ctx, k, weights, packed, tuning, r.dst_w, r.dst_h);
         let pixels = storage_buffer(ctx, "source pixels", r.src_w as u64 * r.src_h as u64 * 4);
         let preprocess = preprocess::step(ctx, &k.preprocess, r, &pixels, &net.buffers[0]);
         let post = PostPlan::new(ctx, &k.post, &net.raw, net.graph.levels, r.dst_w, r.dst_h);

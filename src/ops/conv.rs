@@ -12,7 +12,7 @@ pub const SOURCE: &str = include_str!("../../shaders/conv.wgsl");
 pub const SUBGROUP_SOURCE: &str = include_str!("../../shaders/conv_subgroup.wgsl");
 
 /// The shape of one convolution applied to one input size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvShape {
     pub in_w: u32,
     pub in_h: u32,
@@ -146,6 +146,25 @@ impl Variant {
             KernelPath::Subgroup if shape.ksize == 1 && shape.stride == 1 => Variant::Subgroup1x1,
             KernelPath::Subgroup => Variant::Subgroup4x16,
         }
+    }
+
+    /// The variant's name in the tuning cache and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Portable4x8 => "portable_4x8",
+            Variant::Portable2x16 => "portable_2x16",
+            Variant::Subgroup4x8 => "subgroup_4x8",
+            Variant::Subgroup4x16 => "subgroup_4x16",
+            Variant::Subgroup3x3s1 => "subgroup_3x3s1",
+            Variant::Subgroup1x1 => "subgroup_1x1",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Variant> {
+        [KernelPath::Portable, KernelPath::Subgroup]
+            .into_iter()
+            .flat_map(Variant::of)
+            .find(|v| v.name() == name)
     }
 
     pub fn path(self) -> KernelPath {
