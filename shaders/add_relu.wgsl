@@ -1,5 +1,6 @@
-// ResNet's residual join: x = relu(x + identity), in place on the bottleneck's last
-// convolution output (its batch norm is folded in, without activation). Element-wise over
+// ResNet's residual join: x = relu(x + identity), or x = x + identity where `relu` is 0 (the
+// pre-activation ResNet of retina-face has no ReLU after its adds), in place on the
+// bottleneck's last convolution output (its batch norm, if any, folded in). Element-wise over
 // the n floats of the image; the zero pixel after the image that convolutions read for
 // out-of-image taps is not touched.
 //
@@ -10,8 +11,8 @@ struct Params {
     n: u32,
     // Invocations per grid row: workgroups along x times the workgroup size.
     row: u32,
+    relu: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,5 +25,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= p.n {
         return;
     }
-    x[i] = max(x[i] + identity[i], 0.0);
+    let v = x[i] + identity[i];
+    x[i] = select(v, max(v, 0.0), p.relu != 0u);
 }

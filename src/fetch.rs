@@ -29,6 +29,8 @@ pub fn default_url(model: Model) -> &'static str {
     match model {
         Model::Mnet025 => "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
         Model::Resnet50 => "https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
+        // retina-face's own release file (its backup: huggingface.co/serengil/deepface).
+        Model::Net3 => "https://github.com/serengil/deepface_models/releases/download/v1.0/retinaface.h5",
     }
 }
 
@@ -38,7 +40,7 @@ pub fn default_url(model: Model) -> &'static str {
 pub fn expected_content_hash(model: Model) -> Option<&'static str> {
     match model {
         Model::Mnet025 => Some("ac32c8a106b9fa1accf6b77715464f35f94208ec6175f056b2e4ebc3bb9d3699"),
-        Model::Resnet50 => None,
+        Model::Resnet50 | Model::Net3 => None,
     }
 }
 

@@ -220,5 +220,9 @@ fn missing_weights_point_to_fetch_weights() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("mnet025 or resnet50"), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("mnet025, resnet50 or retinaface"),
+        "{}",
+        text(&o).1
+    );
 }

@@ -7,6 +7,8 @@ use crate::ops::maxpool::PoolShape;
 use crate::ops::upsample_add::UpShape;
 use crate::ops::Activation;
 
+mod net3;
+
 /// Channels of the FPN/SSH features that the heads read.
 pub const HEAD_IN: usize = 64;
 /// Channels of the network input tensor: B, G, R minus the mean, and 0.
@@ -20,14 +22,17 @@ pub enum LayerKind {
     Depthwise,
 }
 
-/// One convolution + batch norm of the state dict.
+/// One convolution of the state dict, with the batch norm that follows it, if any.
 #[derive(Clone, Debug)]
 pub struct ConvLayer {
     /// Our name for the layer (the state-dict prefix of its conv).
     pub name: String,
     /// Prefix of the conv weight and of the batch norm in the state dict.
     pub conv: String,
-    pub bn: String,
+    /// The batch norm folded into the conv (`None`: the conv's output is used as is).
+    pub bn: Option<String>,
+    /// Whether the conv has a bias tensor of its own (`{conv}.bias`).
+    pub bias: bool,
     pub kind: LayerKind,
     pub in_c: usize,
     pub out_c: usize,
@@ -50,7 +55,8 @@ fn layer(
     ConvLayer {
         name: conv.clone(),
         conv,
-        bn,
+        bn: Some(bn),
+        bias: false,
         kind,
         in_c,
         out_c,
@@ -222,14 +228,37 @@ pub enum Op {
         size: (u32, u32),
         row_offset: u32,
     },
+    /// A batch norm on its own, `x * scale + shift` per channel, then an optional ReLU: the
+    /// pre-activation units of retina-face's ResNet-50, whose batch norms come before a ReLU
+    /// and a conv (and `bn_data` before the zero padding), so they cannot be folded.
+    Affine {
+        layer: AffineLayer,
+        src: TensorId,
+        dst: TensorId,
+    },
     /// `k x k` max pooling (ResNet's stem).
     MaxPool {
         shape: PoolShape,
         src: TensorId,
         dst: TensorId,
     },
-    /// `x = relu(x + identity)` in place on `x` (ResNet's residual join).
-    AddRelu { identity: TensorId, x: TensorId },
+    /// `x = x + identity` in place on `x`, then a ReLU where `relu` (ResNet's residual join;
+    /// the pre-activation ResNet has none after the add).
+    AddRelu {
+        identity: TensorId,
+        x: TensorId,
+        relu: bool,
+    },
+}
+
+/// A standalone batch norm (see [`Op::Affine`]).
+#[derive(Clone, Debug)]
+pub struct AffineLayer {
+    pub name: String,
+    /// Prefix of the batch norm's tensors in the state dict.
+    pub bn: String,
+    pub channels: usize,
+    pub relu: bool,
 }
 
 /// What one operation costs: floating-point operations (a multiply-add is two) and the bytes
@@ -277,7 +306,11 @@ impl Op {
                 flops: 9 * t(dst) / 4,
                 bytes: t(src) + t(dst),
             },
-            Op::AddRelu { identity, x } => Work {
+            Op::Affine { src, dst, .. } => Work {
+                flops: 2 * t(dst) / 4,
+                bytes: t(src) + t(dst),
+            },
+            Op::AddRelu { identity, x, .. } => Work {
                 flops: 2 * t(x) / 4,
                 bytes: t(identity) + 2 * t(x),
             },
@@ -408,6 +441,9 @@ pub enum Model {
     Mnet025,
     /// torchvision ResNet-50 backbone, FPN/SSH with 256 channels and ReLU.
     Resnet50,
+    /// retina-face's own network (insightface "net3", `retinaface.h5`): pre-activation
+    /// ResNet-50 on raw RGB, neck and SSH at 256/512 channels, heads with class-major scores.
+    Net3,
 }
 
 /// ResNet-50's four stages: (bottleneck blocks, width, stride of the first block).
@@ -417,13 +453,23 @@ const RESNET50_LAYERS: [(usize, usize, u32); 4] =
 const EXPANSION: usize = 4;
 
 impl Model {
-    pub const ALL: [Model; 2] = [Model::Mnet025, Model::Resnet50];
+    pub const ALL: [Model; 3] = [Model::Mnet025, Model::Resnet50, Model::Net3];
 
     /// The name used on the command line (`--model`, `fetch-weights`).
     pub fn name(self) -> &'static str {
         match self {
             Model::Mnet025 => "mnet025",
             Model::Resnet50 => "resnet50",
+            Model::Net3 => "retinaface",
+        }
+    }
+
+    /// Batch-norm epsilon: PyTorch's default for biubug6's models, mxnet's 2e-5 (as float32)
+    /// for net3; no weight file stores it.
+    pub fn bn_eps(self) -> f64 {
+        match self {
+            Model::Net3 => 2e-5f32 as f64,
+            _ => 1e-5,
         }
     }
 
@@ -431,6 +477,7 @@ impl Model {
         match self {
             Model::Mnet025 => "RetinaFace, MobileNet0.25 backbone",
             Model::Resnet50 => "RetinaFace, ResNet50 backbone",
+            Model::Net3 => "RetinaFace-R50 of the retina-face package (insightface net3)",
         }
     }
 
@@ -439,6 +486,7 @@ impl Model {
         match self {
             Model::Mnet025 => "retinaface_mnet025.safetensors",
             Model::Resnet50 => "retinaface_resnet50.safetensors",
+            Model::Net3 => "retinaface_r50_net3.safetensors",
         }
     }
 
@@ -447,6 +495,7 @@ impl Model {
         match self {
             Model::Mnet025 => HEAD_IN,
             Model::Resnet50 => 256,
+            Model::Net3 => 512,
         }
     }
 
@@ -469,6 +518,28 @@ impl Model {
                 out.extend(neck_layers(self, [512, 1024, 2048]));
                 out
             }
+            Model::Net3 => net3::conv_layers(),
+        }
+    }
+
+    /// The batch norms applied on their own ([`Op::Affine`]), in execution order.
+    pub fn affine_layers(self) -> Vec<AffineLayer> {
+        match self {
+            Model::Net3 => net3::affine_layers(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The state-dict names of level `level`'s (stride 8, 16, 32) class, box and landmark
+    /// head weights, without `.weight` / `.bias`.
+    pub fn head_names(self, level: usize) -> [String; 3] {
+        match self {
+            Model::Net3 => {
+                let s = STRIDES[level];
+                ["cls_score", "bbox_pred", "landmark_pred"]
+                    .map(|h| format!("face_rpn_stride{s}.{h}"))
+            }
+            _ => ["ClassHead", "BboxHead", "LandmarkHead"].map(|h| format!("{h}.{level}.conv1x1")),
         }
     }
 
@@ -476,6 +547,14 @@ impl Model {
     /// `num_batches_tracked`, which the network does not use).
     pub fn expected_tensors(self) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();
+        let bn = |out: &mut Vec<(String, Vec<usize>)>, prefix: &str, c: usize| {
+            for p in ["weight", "bias", "running_mean", "running_var"] {
+                out.push((format!("{prefix}.{p}"), vec![c]));
+            }
+        };
+        for a in self.affine_layers() {
+            bn(&mut out, &a.bn, a.channels);
+        }
         for l in self.conv_layers() {
             let in_per_group = if l.kind == LayerKind::Depthwise {
                 1
@@ -486,18 +565,18 @@ impl Model {
                 format!("{}.weight", l.conv),
                 vec![l.out_c, in_per_group, l.k, l.k],
             ));
-            for p in ["weight", "bias", "running_mean", "running_var"] {
-                out.push((format!("{}.{p}", l.bn), vec![l.out_c]));
+            if l.bias {
+                out.push((format!("{}.bias", l.conv), vec![l.out_c]));
+            }
+            if let Some(b) = &l.bn {
+                bn(&mut out, b, l.out_c);
             }
         }
         for level in 0..3 {
-            for (head, k) in [("ClassHead", 2), ("BboxHead", 4), ("LandmarkHead", 10)] {
+            for (name, k) in self.head_names(level).into_iter().zip([2, 4, 10]) {
                 let n = k * 2;
-                out.push((
-                    format!("{head}.{level}.conv1x1.weight"),
-                    vec![n, self.head_in(), 1, 1],
-                ));
-                out.push((format!("{head}.{level}.conv1x1.bias"), vec![n]));
+                out.push((format!("{name}.weight"), vec![n, self.head_in(), 1, 1]));
+                out.push((format!("{name}.bias"), vec![n]));
             }
         }
         out
@@ -530,10 +609,13 @@ impl Model {
             if n.starts_with("body.layer") || n.starts_with("body.conv1.") {
                 return Ok(Model::Resnet50);
             }
+            if n.starts_with("bn_data.") || n.starts_with("stage1.unit1.") {
+                return Ok(Model::Net3);
+            }
         }
         Err(crate::Error::UnknownModel {
             reason: format!(
-                "none of its {count} tensors is named like MobileNet0.25's `body.stage1...` or ResNet50's `body.conv1...` / `body.layer1...`"
+                "none of its {count} tensors is named like MobileNet0.25's `body.stage1...`, ResNet50's `body.conv1...` / `body.layer1...` or retina-face's `bn_data...` / `stage1.unit1...`"
             ),
         })
     }
@@ -551,8 +633,9 @@ impl std::str::FromStr for Model {
         match s.to_ascii_lowercase().as_str() {
             "mnet025" | "mobilenet0.25" | "mobilenet" | "mnet" => Ok(Model::Mnet025),
             "resnet50" | "re50" | "resnet" => Ok(Model::Resnet50),
+            "retinaface" | "net3" | "retina-face" => Ok(Model::Net3),
             _ => Err(crate::Error::InvalidOption(format!(
-                "unknown model `{s}`; expected mnet025 or resnet50"
+                "unknown model `{s}`; expected mnet025, resnet50 or retinaface"
             ))),
         }
     }
@@ -656,6 +739,7 @@ impl Graph {
         match model {
             Model::Mnet025 => Graph::new(net_w, net_h),
             Model::Resnet50 => resnet50_graph(net_w, net_h),
+            Model::Net3 => net3::graph(net_w, net_h),
         }
     }
 }
@@ -698,7 +782,11 @@ fn resnet50_graph(net_w: u32, net_h: u32) -> Graph {
             } else {
                 x
             };
-            g.ops.push(Op::AddRelu { identity, x: out });
+            g.ops.push(Op::AddRelu {
+                identity,
+                x: out,
+                relu: true,
+            });
             x = out;
         }
         g.tensors[x].name = format!("body.layer{}", li + 1);
@@ -843,7 +931,7 @@ mod model_tests {
         for (a, b) in tail.iter().zip(&neck) {
             assert_eq!(
                 (&a.name, &a.bn, a.in_c, a.out_c, a.k, a.stride, a.act),
-                (&b.name, &b.bn, b.in_c, b.out_c, b.k, b.stride, b.act)
+                (&b.name, &b.bn, b.in_c, b.out_c, b.k, b.stride, b.act),
             );
         }
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use super::arch::{Graph, Model, Op};
 use super::weights::{Tensor, Weights};
-use crate::ops::{add_relu, conv, depthwise, heads, maxpool, upsample_add};
+use crate::ops::{add_relu, affine, conv, depthwise, heads, maxpool, upsample_add};
 
 /// Every tensor of the graph (channels-last, `w * h * c` floats) and the raw head outputs
 /// (16 floats per anchor), as the GPU plan's buffers hold them.
@@ -81,9 +81,19 @@ pub fn forward(w: &Weights, net_w: u32, net_h: u32, input_bgr: &[f32]) -> Forwar
             Op::MaxPool { shape, src, dst } => {
                 tensors[*dst] = maxpool::cpu(*shape, &tensors[*src]);
             }
-            Op::AddRelu { identity, x } => {
+            Op::AddRelu { identity, x, relu } => {
                 let id = tensors[*identity].clone();
-                add_relu::cpu(&id, &mut tensors[*x]);
+                add_relu::cpu(&id, &mut tensors[*x], *relu);
+            }
+            Op::Affine { layer, src, dst } => {
+                let (scale, shift) = &w.affines[&layer.name];
+                let c = graph.tensors[*dst].c as usize;
+                let pad = |v: &[f32]| {
+                    let mut v = v.to_vec();
+                    v.resize(c, 0.0);
+                    v
+                };
+                tensors[*dst] = affine::cpu(&tensors[*src], &pad(scale), &pad(shift), layer.relu);
             }
             Op::Heads {
                 level,

@@ -13,7 +13,8 @@ use crate::ops::conv::ConvShape;
 use crate::ops::heads::ROW;
 use crate::ops::preprocess::Resample;
 use crate::ops::{
-    add_relu, conv, depthwise, heads, maxpool, preprocess, upsample_add, Activation, Kernel, Step,
+    add_relu, affine, conv, depthwise, heads, maxpool, preprocess, upsample_add, Activation,
+    Kernel, Step,
 };
 use crate::tuning::Tuning;
 
@@ -29,6 +30,8 @@ pub(crate) struct Kernels {
     /// ResNet50 only (lavapipe and most drivers compile a pipeline at its first dispatch).
     pub maxpool: Arc<Kernel>,
     pub add_relu: Arc<Kernel>,
+    /// retina-face's network only.
+    pub affine: Arc<Kernel>,
 }
 
 impl Kernels {
@@ -43,6 +46,7 @@ impl Kernels {
             post: PostKernels::new(ctx),
             maxpool: maxpool::kernel(ctx),
             add_relu: add_relu::kernel(ctx),
+            affine: affine::kernel(ctx),
         }
     }
 }
@@ -241,15 +245,31 @@ impl NetPlan {
                     &buffers[*src],
                     &buffers[*dst],
                 ),
-                Op::AddRelu { identity, x } => {
+                Op::AddRelu { identity, x, relu } => {
                     let t = &graph.tensors[*x];
                     add_relu::step(
                         ctx,
                         &k.add_relu,
-                        &format!("{}.add_relu", t.name),
+                        &format!("{}.add", t.name),
                         t.w * t.h * t.c,
+                        *relu,
                         &buffers[*identity],
                         &buffers[*x],
+                    )
+                }
+                Op::Affine { layer, src, dst } => {
+                    let t = &graph.tensors[*dst];
+                    affine::step(
+                        ctx,
+                        &k.affine,
+                        &layer.name,
+                        t.w * t.h,
+                        t.c,
+                        layer.relu,
+                        &buffers[*src],
+                        weights,
+                        packed.at[&layer.name],
+                        &buffers[*dst],
                     )
                 }
             });

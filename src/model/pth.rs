@@ -935,6 +935,7 @@ pub fn convert_tensors(tensors: &[(String, Tensor)], source: Option<&str>) -> Re
     let arch = match model {
         Model::Mnet025 => "retinaface-mobilenet0.25",
         Model::Resnet50 => "retinaface-resnet50",
+        Model::Net3 => "retinaface_r50_net3",
     };
     let mut meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),

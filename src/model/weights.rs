@@ -13,7 +13,6 @@ use crate::ops::heads::HeadWeights;
 
 /// File name looked for in the search directories.
 pub const WEIGHTS_FILE: &str = "retinaface_mnet025.safetensors";
-const BN_EPS: f64 = 1e-5;
 
 /// A float tensor of the state dict.
 #[derive(Clone, Debug)]
@@ -35,6 +34,8 @@ pub struct Weights {
     /// The network these weights are for, picked from the tensor names.
     pub model: Model,
     pub convs: HashMap<String, Folded>,
+    /// Standalone batch norms ([`Model::affine_layers`]): per-channel scale and shift.
+    pub affines: HashMap<String, (Vec<f32>, Vec<f32>)>,
     /// Per level: (cls w, cls b, bbox w, bbox b, landm w, landm b), PyTorch layout.
     pub heads: Vec<[Vec<f32>; 6]>,
 }
@@ -158,10 +159,13 @@ impl Weights {
         Self::from_bytes(&bytes).map_err(|e| with_path(e, path))
     }
 
-    /// A safetensors file or a PyTorch checkpoint (`.pth`, legacy or zip format), told apart
-    /// by their first bytes; a checkpoint is converted in memory.
+    /// A safetensors file, a PyTorch checkpoint (`.pth`, legacy or zip format) or a Keras
+    /// HDF5 weights file (`retinaface.h5`), told apart by their first bytes; the last two are
+    /// converted in memory.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        if super::pth::is_checkpoint(bytes) {
+        if super::h5::is_hdf5(bytes) {
+            Self::from_tensors(&super::h5::read(bytes)?)
+        } else if super::pth::is_checkpoint(bytes) {
             let tensors = super::pth::read(bytes)?;
             Self::from_tensors(&tensors.into_iter().map(|(n, t)| (n, Ok(t))).collect())
         } else {
@@ -229,6 +233,16 @@ impl Weights {
             Ok(t)
         };
         let model = Model::detect(tensors.keys().map(|k| k.as_str()))?;
+        let eps = model.bn_eps();
+        let bn_of = |prefix: &str, c: usize| -> Result<[&Tensor; 4]> {
+            let t = |p: &str| get(&format!("{prefix}.{p}"), &[c]);
+            Ok([
+                t("weight")?,
+                t("bias")?,
+                t("running_mean")?,
+                t("running_var")?,
+            ])
+        };
         let mut convs = HashMap::new();
         for layer in model.conv_layers() {
             let in_per_group = if layer.kind == LayerKind::Depthwise {
@@ -240,38 +254,46 @@ impl Weights {
                 &format!("{}.weight", layer.conv),
                 &[layer.out_c, in_per_group, layer.k, layer.k],
             )?;
-            let bn: Vec<&Tensor> = ["weight", "bias", "running_mean", "running_var"]
-                .iter()
-                .map(|p| get(&format!("{}.{p}", layer.bn), &[layer.out_c]))
-                .collect::<Result<_>>()?;
-            convs.insert(
-                layer.name.clone(),
-                fold(&w.data, layer.out_c, bn[0], bn[1], bn[2], bn[3]),
-            );
+            let bias = if layer.bias {
+                get(&format!("{}.bias", layer.conv), &[layer.out_c])?
+                    .data
+                    .clone()
+            } else {
+                vec![0.0; layer.out_c]
+            };
+            let folded = match &layer.bn {
+                Some(prefix) => {
+                    let [g, b, m, v] = bn_of(prefix, layer.out_c)?;
+                    fold(&w.data, &bias, g, b, m, v, eps)
+                }
+                None => Folded {
+                    weight: w.data.clone(),
+                    bias,
+                },
+            };
+            convs.insert(layer.name.clone(), folded);
+        }
+        let mut affines = HashMap::new();
+        for a in model.affine_layers() {
+            let [g, b, m, v] = bn_of(&a.bn, a.channels)?;
+            affines.insert(a.name.clone(), affine(g, b, m, v, eps));
         }
         let mut heads = Vec::new();
         for l in 0..3 {
             let mut level: [Vec<f32>; 6] = Default::default();
-            for (i, (head, k)) in [("ClassHead", 2), ("BboxHead", 4), ("LandmarkHead", 10)]
-                .into_iter()
-                .enumerate()
-            {
+            for (i, (head, k)) in model.head_names(l).iter().zip([2, 4, 10]).enumerate() {
                 let out = k * 2;
-                level[2 * i] = get(
-                    &format!("{head}.{l}.conv1x1.weight"),
-                    &[out, model.head_in(), 1, 1],
-                )?
-                .data
-                .clone();
-                level[2 * i + 1] = get(&format!("{head}.{l}.conv1x1.bias"), &[out])?
+                level[2 * i] = get(&format!("{head}.weight"), &[out, model.head_in(), 1, 1])?
                     .data
                     .clone();
+                level[2 * i + 1] = get(&format!("{head}.bias"), &[out])?.data.clone();
             }
             heads.push(level);
         }
         Ok(Self {
             model,
             convs,
+            affines,
             heads,
         })
     }
@@ -282,6 +304,8 @@ impl Weights {
             cls: (&h[0], &h[1]),
             bbox: (&h[2], &h[3]),
             landm: (&h[4], &h[5]),
+            // net3's score channels are [bg a0, bg a1, face a0, face a1].
+            class_major: self.model == Model::Net3,
         }
     }
 
@@ -317,6 +341,12 @@ impl Weights {
             let bias = push(&mut data, &b);
             at.insert(layer.name.clone(), PackedAt { weights, bias });
         }
+        for a in self.model.affine_layers() {
+            let (scale, shift) = &self.affines[&a.name];
+            let weights = push(&mut data, scale);
+            let bias = push(&mut data, shift);
+            at.insert(a.name.clone(), PackedAt { weights, bias });
+        }
         let mut heads = Vec::new();
         for l in 0..3 {
             let (w, b) = self.head(l).pack(self.model.head_in());
@@ -345,27 +375,47 @@ pub struct Packed {
     pub heads: Vec<PackedAt>,
 }
 
-/// Folds `y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta` into the convolution, in f64
-/// so the folded f32 weights are the correctly rounded ones.
+/// Folds `y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta` into the convolution, in
+/// f64 so the folded f32 weights are the correctly rounded ones.
 fn fold(
     w: &[f32],
-    out_c: usize,
+    conv_bias: &[f32],
     gamma: &Tensor,
     beta: &Tensor,
     mean: &Tensor,
     var: &Tensor,
+    eps: f64,
 ) -> Folded {
+    let out_c = conv_bias.len();
     let per = w.len() / out_c;
     let mut weight = Vec::with_capacity(w.len());
     let mut bias = Vec::with_capacity(out_c);
     for co in 0..out_c {
-        let scale = gamma.data[co] as f64 / (var.data[co] as f64 + BN_EPS).sqrt();
+        let scale = gamma.data[co] as f64 / (var.data[co] as f64 + eps).sqrt();
         weight.extend(
             w[co * per..(co + 1) * per]
                 .iter()
                 .map(|v| (*v as f64 * scale) as f32),
         );
-        bias.push((beta.data[co] as f64 - mean.data[co] as f64 * scale) as f32);
+        let b = beta.data[co] as f64 + (conv_bias[co] as f64 - mean.data[co] as f64) * scale;
+        bias.push(b as f32);
     }
     Folded { weight, bias }
+}
+
+/// A batch norm on its own as `x * scale + shift`.
+fn affine(
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    (0..gamma.data.len())
+        .map(|c| {
+            let scale = gamma.data[c] as f64 / (var.data[c] as f64 + eps).sqrt();
+            let shift = beta.data[c] as f64 - mean.data[c] as f64 * scale;
+            (scale as f32, shift as f32)
+        })
+        .unzip()
 }

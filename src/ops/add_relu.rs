@@ -1,5 +1,5 @@
-//! Host side of `shaders/add_relu.wgsl`: ResNet's residual join `x = relu(x + identity)`,
-//! in place on the bottleneck's output.
+//! Host side of `shaders/add_relu.wgsl`: ResNet's residual join `x = relu(x + identity)`
+//! (or without the ReLU), in place on the bottleneck's output.
 
 use std::sync::Arc;
 
@@ -16,7 +16,8 @@ const WG: u32 = 256;
 struct Params {
     n: u32,
     row: u32,
-    _pad: [u32; 2],
+    relu: u32,
+    _pad: u32,
 }
 
 pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
@@ -29,12 +30,13 @@ pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
     )
 }
 
-/// `x[..n] = relu(x[..n] + identity[..n])`.
+/// `x[..n] = relu(x[..n] + identity[..n])`, without the ReLU unless `relu`.
 pub(crate) fn step(
     ctx: &GpuContext,
     kernel: &Arc<Kernel>,
     label: &str,
     n: u32,
+    relu: bool,
     identity: &wgpu::Buffer,
     x: &wgpu::Buffer,
 ) -> Step {
@@ -42,7 +44,8 @@ pub(crate) fn step(
     let params = Params {
         n,
         row: gx * WG,
-        _pad: [0; 2],
+        relu: relu as u32,
+        _pad: 0,
     };
     Step::with_uniform(
         ctx,
@@ -55,9 +58,10 @@ pub(crate) fn step(
 }
 
 /// CPU reference, in place on `x`.
-pub fn cpu(identity: &[f32], x: &mut [f32]) {
+pub fn cpu(identity: &[f32], x: &mut [f32], relu: bool) {
     for (v, i) in x.iter_mut().zip(identity) {
-        *v = (*v + *i).max(0.0);
+        let s = *v + *i;
+        *v = if relu { s.max(0.0) } else { s };
     }
 }
 
@@ -69,6 +73,12 @@ mod tests {
     use crate::ops::testutil::{ctx, Rng};
 
     fn check(n: usize, seed: u64) {
+        for relu in [true, false] {
+            check_with(n, seed, relu);
+        }
+    }
+
+    fn check_with(n: usize, seed: u64, relu: bool) {
         let ctx = ctx();
         let mut rng = Rng(seed);
         let identity = rng.vec(n);
@@ -82,15 +92,29 @@ mod tests {
         );
         run_steps(
             ctx,
-            &[step(ctx, &kernel(ctx), "add_relu", n as u32, &ib, &xb)],
+            &[step(
+                ctx,
+                &kernel(ctx),
+                "add_relu",
+                n as u32,
+                relu,
+                &ib,
+                &xb,
+            )],
         );
         let gpu = download_f32(ctx, &xb, n + 5).unwrap();
-        cpu(&identity, &mut x);
+        cpu(&identity, &mut x, relu);
         // One rounding (the add) on both sides: exact agreement.
         assert_eq!(&gpu[..n], &x[..], "n = {n}");
         assert_eq!(&gpu[n..], &[-3.0; 5], "n = {n}: wrote past n");
         if n > 100 {
-            assert!(x.contains(&0.0) && x.iter().any(|v| *v > 0.0));
+            // Both signs come in: the ReLU zeroes the negative sums, no ReLU keeps them.
+            if relu {
+                assert!(x.contains(&0.0));
+            } else {
+                assert!(x.iter().any(|v| *v < 0.0));
+            }
+            assert!(x.iter().any(|v| *v > 0.0));
         }
     }
 

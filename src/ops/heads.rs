@@ -31,6 +31,9 @@ pub struct HeadWeights<'a> {
     pub cls: (&'a [f32], &'a [f32]),
     pub bbox: (&'a [f32], &'a [f32]),
     pub landm: (&'a [f32], &'a [f32]),
+    /// Score rows ordered `[bg a0, bg a1, face a0, face a1]` (retina-face's net3) instead of
+    /// `[bg a0, face a0, bg a1, face a1]` (Pytorch_Retinaface).
+    pub class_major: bool,
 }
 
 impl HeadWeights<'_> {
@@ -41,7 +44,12 @@ impl HeadWeights<'_> {
             2..6 => (&self.bbox, 4, o - 2),
             _ => (&self.landm, 10, o - 6),
         };
-        (t.0, t.1[a * k + j], a * k + j)
+        let row = if o < 2 && self.class_major {
+            j * ANCHORS + a
+        } else {
+            a * k + j
+        };
+        (t.0, t.1[row], row)
     }
 
     /// `[ci][anchor][16]` weights followed by `[anchor][16]` biases.
@@ -140,6 +148,33 @@ mod tests {
     use crate::ops::testutil::{assert_close, ctx, Rng};
 
     #[test]
+    fn class_major_scores_pair_background_and_face_per_anchor() {
+        // Score rows r0..r3 with weight 10 + r (input channel 0) and bias 20 + r.
+        let cls_w: Vec<f32> = (0..4).map(|r| 10.0 + r as f32).collect();
+        let cls_b: Vec<f32> = (0..4).map(|r| 20.0 + r as f32).collect();
+        let (bw, bb, lw, lb) = (vec![0.0; 8], vec![0.0; 8], vec![0.0; 20], vec![0.0; 20]);
+        for (class_major, pairs) in [(false, [[0, 1], [2, 3]]), (true, [[0, 2], [1, 3]])] {
+            let hw = HeadWeights {
+                cls: (&cls_w, &cls_b),
+                bbox: (&bw, &bb),
+                landm: (&lw, &lb),
+                class_major,
+            };
+            let (w, b) = hw.pack(1);
+            for (a, [bg, face]) in pairs.into_iter().enumerate() {
+                assert_eq!(
+                    [w[a * ROW], w[a * ROW + 1]],
+                    [10.0 + bg as f32, 10.0 + face as f32]
+                );
+                assert_eq!(
+                    [b[a * ROW], b[a * ROW + 1]],
+                    [20.0 + bg as f32, 20.0 + face as f32]
+                );
+            }
+        }
+    }
+
+    #[test]
     fn heads_match_cpu_with_row_offset() {
         let ctx = ctx();
         let mut rng = Rng(31);
@@ -153,6 +188,7 @@ mod tests {
             cls: (&t[0], &t[1]),
             bbox: (&t[2], &t[3]),
             landm: (&t[4], &t[5]),
+            class_major: false,
         };
         let (w, b) = hw.pack(in_c);
         let mut arena = vec![0f32; 4];

@@ -2,6 +2,7 @@
 //! size, and a plain-Rust CPU reference that the tests compare the GPU against.
 
 pub mod add_relu;
+pub mod affine;
 pub mod conv;
 pub mod decode;
 pub mod depthwise;
