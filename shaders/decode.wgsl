@@ -26,10 +26,16 @@ struct Params {
 }
 
 // Rewritten by the host before every run (queue.write_buffer); nms.wgsl binds the same buffer.
+// mode 0: Pytorch_Retinaface's priors; 1: retina-face's (insightface) anchors (see below).
 struct Run {
     threshold: f32,
     nms_threshold: f32,
+    // Output pixels per network-input pixel (mode 0 multiplies).
     scale: vec2<f32>,
+    // The resize factor (mode 1 divides, as the package does).
+    factor: vec2<f32>,
+    mode: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -58,8 +64,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let e0 = exp(c0 - m);
     let e1 = exp(c1 - m);
     let score = e1 / (e0 + e1);
-    // Strict, as in the reference; a NaN score fails it too.
-    if !(score > run.threshold) {
+    // Strict in Pytorch_Retinaface, >= in retina-face; a NaN score fails either.
+    let kept = select(score > run.threshold, score >= run.threshold, run.mode == 1u);
+    if !kept {
         return;
     }
 
@@ -82,10 +89,38 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         min_size = 64.0;
     }
     let cell = r / 2u;
-    // The second anchor of a cell is twice the first: 16/32, 64/128, 256/512.
-    let size = min_size * f32(1u + (r & 1u));
     let x = cell % fw;
     let y = cell / fw;
+    if run.mode == 1u {
+        // insightface anchors: 2 * min_size then min_size (32/16, 128/64, 512/256), square,
+        // corner form with the +1 size convention, so every centre is 7.5 px into its cell.
+        let size = min_size * f32(2u - (r & 1u));
+        let ca = vec2<f32>(f32(x), f32(y)) * stride + 7.5;
+        let c = vec2<f32>(raw[base + 2u], raw[base + 3u]) * size + ca;
+        let s = exp(vec2<f32>(raw[base + 4u], raw[base + 5u])) * size;
+        let half = 0.5 * (s - 1.0);
+        let limit = vec2<f32>(f32(p.net_w), f32(p.net_h)) - 1.0;
+        let b1 = clamp(c - half, vec2<f32>(0.0), limit) / run.factor;
+        let b2 = clamp(c + half, vec2<f32>(0.0), limit) / run.factor;
+        let slot = atomicAdd(&state[0], 1u);
+        let o = slot * 16u;
+        candidates[o] = bitcast<u32>(score);
+        candidates[o + 1u] = a;
+        candidates[o + 2u] = bitcast<u32>(b1.x);
+        candidates[o + 3u] = bitcast<u32>(b1.y);
+        candidates[o + 4u] = bitcast<u32>(b2.x);
+        candidates[o + 5u] = bitcast<u32>(b2.y);
+        // Landmarks: no variance, not clipped.
+        for (var i = 0u; i < 5u; i++) {
+            let d = vec2<f32>(raw[base + 6u + 2u * i], raw[base + 7u + 2u * i]);
+            let l = (d * size + ca) / run.factor;
+            candidates[o + 6u + 2u * i] = bitcast<u32>(l.x);
+            candidates[o + 7u + 2u * i] = bitcast<u32>(l.y);
+        }
+        return;
+    }
+    // The second anchor of a cell is twice the first: 16/32, 64/128, 256/512.
+    let size = min_size * f32(1u + (r & 1u));
     let net = vec2<f32>(f32(p.net_w), f32(p.net_h));
     // Normalised prior, as PriorBox makes it (no clipping).
     let pc = (vec2<f32>(f32(x), f32(y)) + 0.5) * stride / net;

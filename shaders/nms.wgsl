@@ -17,11 +17,15 @@
 // Then the kept faces are copied out: `faces` = [kept, candidates, top_k, 0] as u32, then
 // kept * 16 words in score order, the same layout as the candidates.
 
-// Rewritten by the host before every run; decode.wgsl binds the same buffer.
+// Rewritten by the host before every run; decode.wgsl binds the same buffer. mode 1
+// (retina-face) suppresses at IoU >= nms_threshold instead of >.
 struct Run {
     threshold: f32,
     nms_threshold: f32,
     scale: vec2<f32>,
+    factor: vec2<f32>,
+    mode: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> run: Run;
@@ -78,7 +82,7 @@ fn mask(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let ih = max(0.0, min(bi.w, bj.w) - max(bi.y, bj.y) + 1.0);
             let inter = iw * ih;
             let iou = inter / (ai + area(bj) - inter);
-            if iou > run.nms_threshold {
+            if select(iou > run.nms_threshold, iou >= run.nms_threshold, run.mode == 1u) {
                 bits |= 1u << c;
             }
         }

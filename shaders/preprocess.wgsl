@@ -1,7 +1,9 @@
 // 8-bit RGBA pixels (one u32 per pixel, R in the low byte) to the network input: bilinear
-// resize with half-pixel centres clamped at the borders (OpenCV INTER_LINEAR on a float image,
-// no antialiasing), BGR order, minus the mean (104, 117, 123), channels-last f32 with a
-// fourth channel of zeros.
+// resize with half-pixel centres clamped at the borders (OpenCV INTER_LINEAR, no
+// antialiasing), channels-last f32 with a fourth channel of zeros, in one of two formats:
+// - 0, Pytorch_Retinaface: BGR minus the mean (104, 117, 123), interpolated values as they are;
+// - 1, retina-face (net3): RGB, raw 0..255, each value rounded to an integer as OpenCV's
+//   uint8 resize leaves it before the package converts the image to float.
 //
 // `scale` is source pixels per destination pixel. It is the inverse of the nominal resize
 // factor, not in/out, when the caller resized by a factor, as OpenCV does for fx/fy.
@@ -13,7 +15,7 @@ struct Params {
     dst_h: u32,
     scale_x: f32,
     scale_y: f32,
-    _pad0: u32,
+    format: u32,
     _pad1: u32,
 }
 
@@ -49,7 +51,8 @@ fn taps(d: u32, scale: f32, size: u32) -> vec3<f32> {
 fn store(gid: vec3<u32>, p00: vec3<f32>, p10: vec3<f32>, p01: vec3<f32>, p11: vec3<f32>, t: vec2<f32>) {
     let top = mix(p00, p10, t.x);
     let bottom = mix(p01, p11, t.x);
-    let v = mix(top, bottom, t.y) - MEAN_BGR;
+    let bgr = mix(top, bottom, t.y);
+    let v = select(bgr - MEAN_BGR, round(bgr).zyx, p.format == 1u);
     // A fourth, zero channel makes each pixel one vec4 for the first convolution.
     dst[gid.y * p.dst_w + gid.x] = vec4<f32>(v, 0.0);
 }

@@ -13,7 +13,7 @@ use crate::model::arch::Model;
 use crate::model::plan::{too_large, Input, Kernels, NetPlan, Plan, RunSettings};
 use crate::model::postprocess::RawFace;
 use crate::model::weights::{self, Packed, Weights};
-use crate::ops::preprocess::Resample;
+use crate::ops::preprocess::{InputFormat, Resample};
 use crate::ops::{warp, Kernel};
 use crate::options::DetectOptions;
 use crate::profile::{Profile, StepTime};
@@ -249,16 +249,15 @@ impl Detector {
             dst_h: h,
             scale_x: 1.0,
             scale_y: 1.0,
+            format: self.packed.model.input_format(),
         };
         let input = with_zero_channel(input_hwc);
         Ok(self.run(r, Input::Tensor(&input), opts, 1.0, false)?.0)
     }
 
     pub fn detect_with(&self, image: &image::RgbaImage, opts: &DetectOptions) -> Result<Vec<Face>> {
-        let (r, step) = self.check_image(image, opts)?;
-        Ok(self
-            .run(r, Input::Rgba(image.as_raw()), opts, step, false)?
-            .0)
+        let (r, step, pixels) = self.check_image(image, opts)?;
+        Ok(self.run(r, Input::Rgba(&pixels), opts, step, false)?.0)
     }
 
     /// Detects on a texture already on the detector's device (a game's render target, a
@@ -296,7 +295,7 @@ impl Detector {
                 min: MIN_SIDE,
             });
         }
-        let (r, step) = resample(opts, w, h);
+        let (r, step) = resample(opts, self.packed.model, w, h);
         let view = texture.create_view(&Default::default());
         Ok(self.run(r, Input::Texture(&view), opts, step, false)?.0)
     }
@@ -309,15 +308,19 @@ impl Detector {
         image: &image::RgbaImage,
         opts: &DetectOptions,
     ) -> Result<(Vec<Face>, Profile)> {
-        let (r, step) = self.check_image(image, opts)?;
-        self.run(r, Input::Rgba(image.as_raw()), opts, step, true)
+        let (r, step, pixels) = self.check_image(image, opts)?;
+        self.run(r, Input::Rgba(&pixels), opts, step, true)
     }
 
-    fn check_image(
+    /// Checks an image and works out its resampling; returns the RGBA pixels to upload.
+    /// retina-face's network sees the image after OpenCV's 8-bit resize, so for it the resize
+    /// runs here, on the host, with OpenCV's integer arithmetic ([`crate::cv_resize`]), and
+    /// the GPU gets the resized pixels.
+    fn check_image<'a>(
         &self,
-        image: &image::RgbaImage,
+        image: &'a image::RgbaImage,
         opts: &DetectOptions,
-    ) -> Result<(Resample, f32)> {
+    ) -> Result<(Resample, f32, std::borrow::Cow<'a, [u8]>)> {
         opts.validate()?;
         let (w, h) = image.dimensions();
         if w < MIN_SIDE || h < MIN_SIDE {
@@ -327,7 +330,37 @@ impl Detector {
                 min: MIN_SIDE,
             });
         }
-        Ok(resample(opts, w, h))
+        let (r, step) = resample(opts, self.packed.model, w, h);
+        if r.format != InputFormat::RgbRaw || (r.dst_w, r.dst_h) == (w, h) {
+            return Ok((r, step, std::borrow::Cow::Borrowed(image.as_raw())));
+        }
+        let factor = opts.scaling(w, h).exact_factor;
+        let bgr: Vec<u8> = image.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
+        let src = crate::cv_resize::Image {
+            data: &bgr,
+            width: w as usize,
+            height: h as usize,
+            channels: 3,
+        };
+        let out = crate::cv_resize::resize_linear(
+            &src,
+            r.dst_w as usize,
+            r.dst_h as usize,
+            factor,
+            factor,
+        );
+        let rgba = out
+            .chunks_exact(3)
+            .flat_map(|p| [p[2], p[1], p[0], 255])
+            .collect();
+        let identity = Resample {
+            src_w: r.dst_w,
+            src_h: r.dst_h,
+            scale_x: 1.0,
+            scale_y: 1.0,
+            ..r
+        };
+        Ok((identity, step, std::borrow::Cow::Owned(rgba)))
     }
 
     fn run(
@@ -558,7 +591,7 @@ impl Detector {
 }
 
 /// The resampling of a `w x h` image under `opts`, and original pixels per network pixel.
-fn resample(opts: &DetectOptions, w: u32, h: u32) -> (Resample, f32) {
+fn resample(opts: &DetectOptions, model: Model, w: u32, h: u32) -> (Resample, f32) {
     let s = opts.scaling(w, h);
     let step = 1.0 / s.factor;
     let r = Resample {
@@ -568,6 +601,7 @@ fn resample(opts: &DetectOptions, w: u32, h: u32) -> (Resample, f32) {
         dst_h: s.net_h,
         scale_x: step,
         scale_y: step,
+        format: model.input_format(),
     };
     (r, step)
 }
@@ -610,11 +644,11 @@ impl Stream<'_> {
     /// error and nothing is queued.
     pub fn push(&mut self, image: &image::RgbaImage) -> Result<Option<Result<Vec<Face>>>> {
         let d = self.detector;
-        let (r, step) = d.check_image(image, &self.opts)?;
+        let (r, step, pixels) = d.check_image(image, &self.opts)?;
         let run = settings(&self.opts, step);
         let mut plan = d.checkout(r)?;
         d.scoped("detection", || {
-            plan.submit(&d.ctx, Input::Rgba(image.as_raw()), run, None)
+            plan.submit(&d.ctx, Input::Rgba(&pixels), run, None)
         })?;
         self.in_flight.push_back((r, plan));
         Ok(if self.in_flight.len() >= self.depth {

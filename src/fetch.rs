@@ -117,7 +117,8 @@ pub fn fetch_weights(model: Model, opts: &FetchOptions) -> Result<Fetched> {
         url: url.clone(),
         reason,
     };
-    if !pth::is_checkpoint(&bytes) {
+    let is_h5 = crate::model::h5::is_hdf5(&bytes);
+    if !pth::is_checkpoint(&bytes) && !is_h5 {
         let head: String = bytes
             .iter()
             .take(16)
@@ -130,11 +131,25 @@ pub fn fetch_weights(model: Model, opts: &FetchOptions) -> Result<Fetched> {
             })
             .collect();
         return Err(failed(format!(
-            "the server sent {} bytes that are not a PyTorch checkpoint (they start with {head:?})",
+            "the server sent {} bytes that are neither a PyTorch checkpoint nor Keras HDF5 weights (they start with {head:?})",
             bytes.len()
         )));
     }
-    let tensors = pth::read(&bytes).map_err(|e| failed(format!("not a usable checkpoint: {e}")))?;
+    let tensors = if is_h5 {
+        let mut t = Vec::new();
+        for (name, tensor) in crate::model::h5::read(&bytes)
+            .map_err(|e| failed(format!("not usable Keras weights: {e}")))?
+        {
+            t.push((
+                name.clone(),
+                tensor.map_err(|d| failed(format!("tensor `{name}` is {d}, not float32")))?,
+            ));
+        }
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    } else {
+        pth::read(&bytes).map_err(|e| failed(format!("not a usable checkpoint: {e}")))?
+    };
     let found = content_hash::of_tensors(&tensors);
     let got = Model::detect(tensors.iter().map(|(n, _)| n.as_str()))
         .map_err(|e| failed(e.to_string()))?;

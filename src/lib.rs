@@ -10,6 +10,7 @@
 
 pub mod align;
 pub mod annotate;
+pub mod cv_resize;
 pub mod detector;
 pub mod error;
 pub mod face;

@@ -65,6 +65,8 @@ pub struct Scaling {
     pub net_h: u32,
     /// Network pixels per original pixel (the `im_scale` of `retina-face`).
     pub factor: f32,
+    /// The same in f64, as the package computes it (OpenCV resizes with it).
+    pub exact_factor: f64,
 }
 
 impl DetectOptions {
@@ -87,7 +89,7 @@ impl DetectOptions {
     /// Scale as `retina-face`'s `resize_image`, sizes rounded as OpenCV's `resize(fx, fy)`.
     pub fn scaling(&self, w: u32, h: u32) -> Scaling {
         let (short, long) = (w.min(h) as f64, w.max(h) as f64);
-        let factor = match self.resize {
+        let exact = match self.resize {
             Resize::Original => 1.0,
             Resize::MaxSide(n) => (n as f64 / long).min(1.0),
             Resize::Default => {
@@ -95,24 +97,28 @@ impl DetectOptions {
                 if !self.allow_upscaling {
                     f = f.min(1.0);
                 }
-                if (f * long).round() > 1980.0 {
+                // np.round: half to even.
+                if (f * long).round_ties_even() > 1980.0 {
                     f = 1980.0 / long;
                 }
                 f
             }
-        } as f32;
-        if factor == 1.0 {
+        };
+        if exact == 1.0 {
             return Scaling {
                 net_w: w,
                 net_h: h,
-                factor,
+                factor: 1.0,
+                exact_factor: 1.0,
             };
         }
-        let size = |v: u32| ((v as f64 * factor as f64).round() as u32).max(1);
+        // OpenCV's saturate_cast<int>(v * fx): round half to even.
+        let size = |v: u32| ((v as f64 * exact).round_ties_even() as u32).max(1);
         Scaling {
             net_w: size(w),
             net_h: size(h),
-            factor,
+            factor: exact as f32,
+            exact_factor: exact,
         }
     }
 }

@@ -223,7 +223,8 @@ struct BenchArgs {
     size: Option<(u32, u32)>,
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// mnet025 or resnet50: whose file to look for in ./weights and the cache.
+    /// mnet025, resnet50 or retinaface: whose file to look for in ./weights and the cache
+    /// (and, for retinaface, where deepface keeps retinaface.h5).
     #[arg(long, default_value = "mnet025")]
     model: retinaface::Model,
     /// First time every conv kernel variant on every layer shape of this network input size
@@ -965,7 +966,8 @@ fn main() -> ExitCode {
 
 #[derive(Args)]
 struct ConvertArgs {
-    /// A PyTorch checkpoint holding a RetinaFace state dict (float32).
+    /// A PyTorch checkpoint holding a RetinaFace state dict (float32), or retina-face's
+    /// Keras weights (`retinaface.h5`).
     input: PathBuf,
     /// The safetensors file to write (replaced atomically).
     output: PathBuf,
@@ -973,7 +975,8 @@ struct ConvertArgs {
 
 #[derive(Args)]
 struct FetchWeightsArgs {
-    /// mnet025 (MobileNet0.25) or resnet50 (ResNet50).
+    /// mnet025 (MobileNet0.25), resnet50 (ResNet50) or retinaface (retina-face's own
+    /// network, its retinaface.h5).
     #[arg(default_value = "mnet025")]
     model: retinaface::Model,
     /// Install into this directory instead of the per-user cache (or set RETINAFACE_CACHE_DIR).

@@ -490,6 +490,22 @@ impl Model {
         }
     }
 
+    /// What the network takes as input: BGR minus the mean, or retina-face's raw RGB.
+    pub fn input_format(self) -> crate::ops::preprocess::InputFormat {
+        match self {
+            Model::Net3 => crate::ops::preprocess::InputFormat::RgbRaw,
+            _ => crate::ops::preprocess::InputFormat::BgrMinusMean,
+        }
+    }
+
+    /// How the head outputs become faces: Pytorch_Retinaface's priors or insightface's anchors.
+    pub fn post_mode(self) -> crate::ops::decode::PostMode {
+        match self {
+            Model::Net3 => crate::ops::decode::PostMode::Anchors,
+            _ => crate::ops::decode::PostMode::Priors,
+        }
+    }
+
     /// Channels of the FPN/SSH features that the heads read.
     pub fn head_in(self) -> usize {
         match self {

@@ -338,7 +338,15 @@ impl Plan {
         let net = NetPlan::new(ctx, k, weights, packed, tuning, r.dst_w, r.dst_h);
         let pixels = storage_buffer(ctx, "source pixels", r.src_w as u64 * r.src_h as u64 * 4);
         let preprocess = preprocess::step(ctx, &k.preprocess, r, &pixels, &net.buffers[0]);
-        let post = PostPlan::new(ctx, &k.post, &net.raw, net.graph.levels, r.dst_w, r.dst_h);
+        let post = PostPlan::new(
+            ctx,
+            &k.post,
+            packed.model.post_mode(),
+            &net.raw,
+            net.graph.levels,
+            r.dst_w,
+            r.dst_h,
+        );
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("faces readback"),
             size: post.faces_bytes(),

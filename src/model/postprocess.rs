@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use crate::gpu::{storage_buffer, uniform_buffer, GpuContext};
+pub use crate::ops::decode::PostMode;
 use crate::ops::decode::{self, Candidate, RunParams, CANDIDATE_WORDS};
 use crate::ops::{nms, sort, Kernel, Step};
 
@@ -58,6 +59,7 @@ impl PostKernels {
 
 /// Buffers and dispatches of the post-processing for one network input size.
 pub(crate) struct PostPlan {
+    mode: PostMode,
     run: wgpu::Buffer,
     /// `[candidates, top_k, 0, 0]`: decode counts, sort truncates.
     state: wgpu::Buffer,
@@ -69,24 +71,18 @@ pub(crate) struct PostPlan {
 impl PostPlan {
     /// `raw`: the heads' `anchors(levels)` rows of 16 floats; `levels`: (w, h) of the stride
     /// 8, 16 and 32 feature maps of a `net_w` x `net_h` input.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &GpuContext,
         kernels: &PostKernels,
+        mode: PostMode,
         raw: &wgpu::Buffer,
         levels: [(u32, u32); 3],
         net_w: u32,
         net_h: u32,
     ) -> Self {
         let n = decode::anchors(levels);
-        let run = uniform_buffer(
-            ctx,
-            "post run",
-            &RunParams {
-                threshold: 0.5,
-                nms_threshold: 0.4,
-                scale: [1.0, 1.0],
-            },
-        );
+        let run = uniform_buffer(ctx, "post run", &RunParams::new(0.5, 0.4, [1.0, 1.0], mode));
         let state = storage_buffer(ctx, "post state", 16);
         let candidates = storage_buffer(
             ctx,
@@ -127,6 +123,7 @@ impl PostPlan {
             &args,
         ));
         Self {
+            mode,
             run,
             state,
             faces,
@@ -139,8 +136,9 @@ impl PostPlan {
         &self.steps
     }
 
-    /// Per-call settings: score threshold (strict), NMS IoU threshold (strict), and the factor
-    /// from network-input pixels to output pixels (1 / resize factor) per axis.
+    /// Per-call settings: score threshold, NMS IoU threshold (strict or not, as the plan's
+    /// [`PostMode`] says), and the factor from network-input pixels to output pixels
+    /// (1 / resize factor) per axis.
     pub fn set_run(
         &self,
         queue: &wgpu::Queue,
@@ -148,11 +146,7 @@ impl PostPlan {
         nms_threshold: f32,
         scale: [f32; 2],
     ) {
-        let p = RunParams {
-            threshold,
-            nms_threshold,
-            scale,
-        };
+        let p = RunParams::new(threshold, nms_threshold, scale, self.mode);
         queue.write_buffer(&self.run, 0, bytemuck::bytes_of(&p));
     }
 
@@ -200,9 +194,30 @@ pub fn cpu_postprocess(
     nms_threshold: f32,
     scale: [f32; 2],
 ) -> Vec<RawFace> {
-    let candidates = decode::cpu(raw, levels, net_w, net_h, threshold, scale);
+    cpu_postprocess_with(
+        PostMode::Priors,
+        raw,
+        levels,
+        (net_w, net_h),
+        threshold,
+        nms_threshold,
+        scale,
+    )
+}
+
+/// [`cpu_postprocess`] for either [`PostMode`].
+pub fn cpu_postprocess_with(
+    mode: PostMode,
+    raw: &[f32],
+    levels: [(u32, u32); 3],
+    net: (u32, u32),
+    threshold: f32,
+    nms_threshold: f32,
+    scale: [f32; 2],
+) -> Vec<RawFace> {
+    let candidates = decode::cpu_with(mode, raw, levels, net.0, net.1, threshold, scale);
     let sorted = sort::cpu(&candidates);
-    nms::cpu(&sorted, nms_threshold)
+    nms::cpu_with(mode, &sorted, nms_threshold)
         .into_iter()
         .map(RawFace::from)
         .collect()
@@ -282,6 +297,12 @@ mod tests {
 
     #[test]
     fn postprocess_odd_size_matches_cpu_and_reruns() {
+        for mode in [PostMode::Priors, PostMode::Anchors] {
+            odd_size_matches_cpu_and_reruns(mode);
+        }
+    }
+
+    fn odd_size_matches_cpu_and_reruns(mode: PostMode) {
         let ctx = ctx();
         let (w, h) = (37, 23);
         let levels = levels_of(w, h);
@@ -290,7 +311,7 @@ mod tests {
         let raw = random_raw(n, 0.0, 31);
         let raw_buf = upload_f32(ctx, "raw", &raw);
         let kernels = PostKernels::new(ctx);
-        let plan = PostPlan::new(ctx, &kernels, &raw_buf, levels, w, h);
+        let plan = PostPlan::new(ctx, &kernels, mode, &raw_buf, levels, w, h);
         // The same plan, different per-run settings each time (uniform rewritten, counter reset).
         for (thr, nms_thr, scale) in [
             (0.5, 0.4, [1.0, 1.0]),
@@ -300,9 +321,9 @@ mod tests {
             (0.5, 0.4, [1.0, 1.0]),
         ] {
             let (header, got) = run(&plan, thr, nms_thr, scale);
-            let want = cpu_postprocess(&raw, levels, w, h, thr, nms_thr, scale);
-            let cands = decode::cpu(&raw, levels, w, h, thr, scale).len();
-            let what = format!("thr {thr} nms {nms_thr} scale {scale:?}");
+            let want = cpu_postprocess_with(mode, &raw, levels, (w, h), thr, nms_thr, scale);
+            let cands = decode::cpu_with(mode, &raw, levels, w, h, thr, scale).len();
+            let what = format!("{mode:?} thr {thr} nms {nms_thr} scale {scale:?}");
             assert_eq!(
                 header[..3],
                 [want.len() as u32, cands as u32, cands as u32],
@@ -331,7 +352,7 @@ mod tests {
         let raw = random_raw(n, 6.0, 32);
         let raw_buf = upload_f32(ctx, "raw", &raw);
         let kernels = PostKernels::new(ctx);
-        let plan = PostPlan::new(ctx, &kernels, &raw_buf, levels, w, h);
+        let plan = PostPlan::new(ctx, &kernels, PostMode::Priors, &raw_buf, levels, w, h);
         let (header, got) = run(&plan, 0.5, 0.4, [1.0, 1.0]);
         let cands = decode::cpu(&raw, levels, w, h, 0.5, [1.0, 1.0]).len();
         assert!(cands > 5000, "{cands}");
@@ -347,7 +368,15 @@ mod tests {
         let levels = levels_of(37, 23);
         let raw = random_raw(decode::anchors(levels) as usize, -20.0, 33);
         let raw_buf = upload_f32(ctx, "raw", &raw);
-        let plan = PostPlan::new(ctx, &PostKernels::new(ctx), &raw_buf, levels, 37, 23);
+        let plan = PostPlan::new(
+            ctx,
+            &PostKernels::new(ctx),
+            PostMode::Priors,
+            &raw_buf,
+            levels,
+            37,
+            23,
+        );
         let (header, got) = run(&plan, 0.5, 0.4, [1.0, 1.0]);
         assert_eq!(header, [0, 0, 0, 0]);
         assert!(got.is_empty());
@@ -440,7 +469,15 @@ mod tests {
         let ctx = ctx();
         let levels = levels_of(640, 640);
         let raw_buf = upload_f32(ctx, "raw", &raw);
-        let plan = PostPlan::new(ctx, &PostKernels::new(ctx), &raw_buf, levels, 640, 640);
+        let plan = PostPlan::new(
+            ctx,
+            &PostKernels::new(ctx),
+            PostMode::Priors,
+            &raw_buf,
+            levels,
+            640,
+            640,
+        );
         let (header, got) = run(&plan, 0.5, 0.4, [1.0, 1.0]);
         let above = json["decision_margins"]["num_candidates_above_conf_threshold"]
             .as_u64()

@@ -881,10 +881,22 @@ pub struct Converted {
     pub safetensors: Vec<u8>,
 }
 
-/// Reads a checkpoint, checks that it is a complete RetinaFace state dict (every tensor the
-/// network needs, right shapes, finite values), and serialises its float32 tensors, names
-/// normalised, to safetensors. `source` (e.g. the input file name) goes into the metadata.
+/// Reads a checkpoint (a PyTorch `.pth`, or retina-face's Keras `.h5`), checks that it is a
+/// complete RetinaFace state dict (every tensor the network needs, right shapes, finite
+/// values), and serialises its float32 tensors, names normalised, to safetensors. `source` (e.g. the input file name) goes into the metadata.
 pub fn convert(bytes: &[u8], source: Option<&str>) -> Result<Converted> {
+    if super::h5::is_hdf5(bytes) {
+        // retina-face's Keras weights: already named as its PyTorch port and in OIHW.
+        let mut tensors = Vec::new();
+        for (name, t) in super::h5::read(bytes)? {
+            match t {
+                Ok(t) => tensors.push((name, t)),
+                Err(dtype) => return Err(Error::TensorDtype { name, found: dtype }),
+            }
+        }
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        return convert_tensors(&tensors, source);
+    }
     convert_tensors(&read(bytes)?, source)
 }
 
@@ -944,6 +956,10 @@ pub fn convert_tensors(tensors: &[(String, Tensor)], source: Option<&str>) -> Re
     ]);
     if let Some(s) = source {
         meta.insert("source".into(), s.to_string());
+    }
+    if model == Model::Net3 {
+        // No weight file stores it; the network is wrong without it (spec §1).
+        meta.insert("bn_eps".into(), "2e-05".into());
     }
     let safetensors = safetensors::serialize(views, Some(meta))
         .map_err(|e| bad(format!("cannot serialise to safetensors ({e})")))?;

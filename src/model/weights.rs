@@ -67,8 +67,30 @@ pub fn search_paths_for(model: Model, explicit: Option<&Path>) -> Vec<PathBuf> {
     if let Some(dir) = cache_dir() {
         out.push(dir.join(file));
     }
+    if model == Model::Net3 {
+        // Where retina-face and deepface keep the package's own file: an existing deepface
+        // user needs no download.
+        out.push(PathBuf::from("weights").join(NET3_H5));
+        if let Some(dir) = cache_dir() {
+            out.push(dir.join(NET3_H5));
+        }
+        for home in [std::env::var_os("DEEPFACE_HOME"), std::env::var_os("HOME")]
+            .into_iter()
+            .flatten()
+        {
+            out.push(
+                PathBuf::from(home)
+                    .join(".deepface")
+                    .join("weights")
+                    .join(NET3_H5),
+            );
+        }
+    }
     out
 }
+
+/// The file name retina-face (and deepface) give the package's Keras weights.
+pub const NET3_H5: &str = "retinaface.h5";
 
 /// The per-user cache directory (`$XDG_CACHE_HOME/retinaface-wgpu`, `~/.cache/retinaface-wgpu`,
 /// `%LOCALAPPDATA%\retinaface-wgpu`).

@@ -31,14 +31,47 @@ struct Params {
     _pad1: [u32; 2],
 }
 
+/// How a model's head outputs become faces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum PostMode {
+    /// Pytorch_Retinaface: priors at cell centres with variances (0.1, 0.2); score >
+    /// threshold and IoU > NMS threshold (strict); nothing clipped.
+    #[default]
+    Priors = 0,
+    /// retina-face / insightface: corner-form anchors with the "+1" size convention, centres
+    /// at 7.5 px, no variances, the larger anchor first; boxes clipped to the network input;
+    /// score >= threshold and IoU >= NMS threshold; coordinates divided by the resize factor.
+    Anchors = 1,
+}
+
 /// The per-call settings, rewritten with `queue.write_buffer` before each run; bound by both
-/// decode.wgsl (`threshold`, `scale`) and nms.wgsl (`nms_threshold`).
+/// decode.wgsl (`threshold`, `scale`, `factor`, `mode`) and nms.wgsl (`nms_threshold`, `mode`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct RunParams {
     pub threshold: f32,
     pub nms_threshold: f32,
+    /// Output pixels per network-input pixel (multiplied, [`PostMode::Priors`]).
     pub scale: [f32; 2],
+    /// The resize factor, network-input pixels per output pixel (divided by,
+    /// [`PostMode::Anchors`], as the package does).
+    pub factor: [f32; 2],
+    pub mode: u32,
+    pub _pad: u32,
+}
+
+impl RunParams {
+    pub fn new(threshold: f32, nms_threshold: f32, scale: [f32; 2], mode: PostMode) -> Self {
+        Self {
+            threshold,
+            nms_threshold,
+            scale,
+            factor: scale.map(|s| (1.0 / s as f64) as f32),
+            mode: mode as u32,
+            _pad: 0,
+        }
+    }
 }
 
 /// One decoded anchor above the threshold, in the coordinates of the output frame.
@@ -150,6 +183,30 @@ pub fn cpu(
     threshold: f32,
     scale: [f32; 2],
 ) -> Vec<Candidate> {
+    cpu_with(
+        PostMode::Priors,
+        raw,
+        levels,
+        net_w,
+        net_h,
+        threshold,
+        scale,
+    )
+}
+
+/// [`cpu`] for either [`PostMode`].
+pub fn cpu_with(
+    mode: PostMode,
+    raw: &[f32],
+    levels: [(u32, u32); 3],
+    net_w: u32,
+    net_h: u32,
+    threshold: f32,
+    scale: [f32; 2],
+) -> Vec<Candidate> {
+    if mode == PostMode::Anchors {
+        return cpu_anchors(raw, levels, net_w, net_h, threshold, scale);
+    }
     let n = anchors(levels) as usize;
     assert_eq!(raw.len(), n * RAW_ROW, "raw rows");
     let net = [net_w as f32, net_h as f32];
@@ -185,6 +242,57 @@ pub fn cpu(
                                     * net[d]
                                     * scale[d]
                             })
+                        });
+                        out.push(Candidate {
+                            score,
+                            prior_index: a as u32,
+                            bbox,
+                            landmarks,
+                        });
+                    }
+                    a += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`PostMode::Anchors`]' decode, as decode.wgsl computes it.
+fn cpu_anchors(
+    raw: &[f32],
+    levels: [(u32, u32); 3],
+    net_w: u32,
+    net_h: u32,
+    threshold: f32,
+    scale: [f32; 2],
+) -> Vec<Candidate> {
+    let factor = RunParams::new(0.0, 0.0, scale, PostMode::Anchors).factor;
+    let limit = [net_w as f32 - 1.0, net_h as f32 - 1.0];
+    let mut out = Vec::new();
+    let mut a = 0usize;
+    for (l, &(fw, fh)) in levels.iter().enumerate() {
+        let stride = STRIDES[l] as f32;
+        for y in 0..fh {
+            for x in 0..fw {
+                for k in 0..2 {
+                    let row = &raw[a * RAW_ROW..(a + 1) * RAW_ROW];
+                    let m = row[0].max(row[1]);
+                    let (e0, e1) = ((row[0] - m).exp(), (row[1] - m).exp());
+                    let score = e1 / (e0 + e1);
+                    if score >= threshold {
+                        let size = MIN_SIZES[l][1] / (1 + k) as f32;
+                        let ca = [x as f32 * stride + 7.5, y as f32 * stride + 7.5];
+                        let mut bbox = [0f32; 4];
+                        for d in 0..2 {
+                            let c = row[2 + d] * size + ca[d];
+                            let s = row[4 + d].exp() * size;
+                            let half = 0.5 * (s - 1.0);
+                            bbox[d] = (c - half).clamp(0.0, limit[d]) / factor[d];
+                            bbox[2 + d] = (c + half).clamp(0.0, limit[d]) / factor[d];
+                        }
+                        let landmarks = std::array::from_fn(|p| {
+                            std::array::from_fn(|d| (row[6 + 2 * p + d] * size + ca[d]) / factor[d])
                         });
                         out.push(Candidate {
                             score,
@@ -263,21 +371,24 @@ mod tests {
         threshold: f32,
         scale: [f32; 2],
     ) -> Vec<Candidate> {
+        gpu_decode_with(PostMode::Priors, raw, levels, net, threshold, scale)
+    }
+
+    fn gpu_decode_with(
+        mode: PostMode,
+        raw: &[f32],
+        levels: [(u32, u32); 3],
+        net: (u32, u32),
+        threshold: f32,
+        scale: [f32; 2],
+    ) -> Vec<Candidate> {
         let ctx = ctx();
         let n = anchors(levels) as usize;
         let raw_buf = upload_f32(ctx, "raw", raw);
         // Poisoned so that a candidate written in the wrong place shows.
         let cand_buf = upload_f32(ctx, "candidates", &vec![f32::NAN; n * CANDIDATE_WORDS]);
         let state = storage_buffer(ctx, "state", 16);
-        let run = uniform_buffer(
-            ctx,
-            "run",
-            &RunParams {
-                threshold,
-                nms_threshold: 0.4,
-                scale,
-            },
-        );
+        let run = uniform_buffer(ctx, "run", &RunParams::new(threshold, 0.4, scale, mode));
         let k = kernel(ctx);
         let s = step(
             ctx, &k, levels, net.0, net.1, &run, &raw_buf, &cand_buf, &state,
@@ -307,6 +418,35 @@ mod tests {
             }
         }
         raw
+    }
+
+    #[test]
+    fn anchors_mode_matches_cpu_and_keeps_scores_at_the_threshold() {
+        let levels = [(5, 3), (3, 2), (2, 1)];
+        let mut raw = random_raw(anchors(levels) as usize, 13);
+        // Row 3: equal logits, a score of exactly 0.5: kept with >=, dropped with >.
+        raw[3 * RAW_ROW] = 0.25;
+        raw[3 * RAW_ROW + 1] = 0.25;
+        let scale = [1.0 / 2.73067, 1.0 / 2.73067];
+        let gpu = gpu_decode_with(PostMode::Anchors, &raw, levels, (37, 23), 0.5, scale);
+        let cpu = cpu_with(PostMode::Anchors, &raw, levels, 37, 23, 0.5, scale);
+        assert!(cpu.iter().any(|c| c.prior_index == 3));
+        assert!(!super::cpu(&raw, levels, 37, 23, 0.5, scale)
+            .iter()
+            .any(|c| c.prior_index == 3));
+        assert_same_candidates(&gpu, &cpu, 2e-6, "anchors 37x23");
+        // Boxes are clipped to the network input, then divided by the factor.
+        let limit = 36.0 * scale[0] * 1.0001;
+        assert!(cpu
+            .iter()
+            .all(|c| c.bbox.iter().all(|v| *v >= 0.0 && *v <= limit)));
+        // The spec's anchors: stride 8, cell (0, 0), anchor 0 is 32 px centred at 7.5.
+        let mut one = vec![0f32; anchors(levels) as usize * RAW_ROW];
+        one[1] = 10.0;
+        let c = cpu_with(PostMode::Anchors, &one, levels, 37, 23, 0.6, [1.0, 1.0]);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].bbox, [0.0, 0.0, 23.0, 22.0]); // (-8, -8, 23, 23) clipped to 37x23
+        assert_eq!(c[0].landmarks[0], [7.5, 7.5]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::decode::{Candidate, CANDIDATE_WORDS};
+use super::decode::{Candidate, PostMode, CANDIDATE_WORDS};
 use super::sort::sorted_rows;
 use super::{Kernel, Slot, Step, Workgroups};
 use crate::gpu::GpuContext;
@@ -87,6 +87,16 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 
 /// CPU reference: greedy NMS over `sorted` (best first), at most [`MAX_KEEP`] kept.
 pub fn cpu(sorted: &[Candidate], nms_threshold: f32) -> Vec<Candidate> {
+    cpu_with(PostMode::Priors, sorted, nms_threshold)
+}
+
+/// [`cpu`] with `mode`'s comparison: IoU > threshold removes a box (Pytorch_Retinaface), or
+/// IoU >= threshold (retina-face).
+pub fn cpu_with(mode: PostMode, sorted: &[Candidate], nms_threshold: f32) -> Vec<Candidate> {
+    let removes = |iou: f32| match mode {
+        PostMode::Priors => iou > nms_threshold,
+        PostMode::Anchors => iou >= nms_threshold,
+    };
     let mut removed = vec![false; sorted.len()];
     let mut keep = Vec::new();
     for i in 0..sorted.len() {
@@ -98,7 +108,7 @@ pub fn cpu(sorted: &[Candidate], nms_threshold: f32) -> Vec<Candidate> {
             break;
         }
         for j in i + 1..sorted.len() {
-            if !removed[j] && iou(&sorted[i].bbox, &sorted[j].bbox) > nms_threshold {
+            if !removed[j] && removes(iou(&sorted[i].bbox, &sorted[j].bbox)) {
                 removed[j] = true;
             }
         }
@@ -116,6 +126,14 @@ mod tests {
 
     /// Runs both passes on an already sorted list; returns (header, kept faces).
     fn gpu_nms(sorted: &[Candidate], threshold: f32) -> ([u32; 4], Vec<Candidate>) {
+        gpu_nms_with(PostMode::Priors, sorted, threshold)
+    }
+
+    fn gpu_nms_with(
+        mode: PostMode,
+        sorted: &[Candidate],
+        threshold: f32,
+    ) -> ([u32; 4], Vec<Candidate>) {
         let ctx = ctx();
         let top_k = sorted.len();
         assert!(top_k <= crate::ops::sort::MAX_SORT);
@@ -139,11 +157,7 @@ mod tests {
         let run = uniform_buffer(
             ctx,
             "run",
-            &RunParams {
-                threshold: 0.5,
-                nms_threshold: threshold,
-                scale: [1.0, 1.0],
-            },
+            &RunParams::new(0.5, threshold, [1.0, 1.0], mode),
         );
         let (mk, sk) = (mask_kernel(ctx), scan_kernel(ctx));
         let s = steps(
@@ -209,6 +223,19 @@ mod tests {
             .enumerate()
             .map(|(i, b)| face(i as u32 * 5, 1.0 - i as f32 * 1e-4, *b))
             .collect()
+    }
+
+    #[test]
+    fn iou_exactly_at_the_threshold_is_removed_only_in_anchors_mode() {
+        // Box 1 lies inside box 0: inter = its area 4 * 10 = 40, union 10 * 10 = 100, IoU 0.4
+        // exactly (+1 convention, all integers: no rounding anywhere).
+        let sorted = ranked(&[[0.0, 0.0, 9.0, 9.0], [0.0, 0.0, 3.0, 9.0]]);
+        assert_eq!(iou(&sorted[0].bbox, &sorted[1].bbox), 0.4);
+        for (mode, kept) in [(PostMode::Priors, 2), (PostMode::Anchors, 1)] {
+            let (_, got) = gpu_nms_with(mode, &sorted, 0.4);
+            assert_eq!(got.len(), kept, "{mode:?}");
+            assert_eq!(cpu_with(mode, &sorted, 0.4).len(), kept, "{mode:?} cpu");
+        }
     }
 
     #[test]

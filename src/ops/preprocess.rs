@@ -10,7 +10,19 @@ pub const SOURCE: &str = include_str!("../../shaders/preprocess.wgsl");
 
 pub const MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 
-/// Source and destination sizes and the sampling step (source pixels per output pixel).
+/// What the network expects as input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InputFormat {
+    /// Pytorch_Retinaface: B, G, R minus (104, 117, 123).
+    #[default]
+    BgrMinusMean,
+    /// retina-face's net3: R, G, B, raw 0..255; a resized image is rounded to integers, as
+    /// OpenCV's uint8 resize leaves it (its normalisation is inside the network).
+    RgbRaw,
+}
+
+/// Source and destination sizes, the sampling step (source pixels per output pixel) and the
+/// network's input format.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Resample {
     pub src_w: u32,
@@ -19,6 +31,7 @@ pub struct Resample {
     pub dst_h: u32,
     pub scale_x: f32,
     pub scale_y: f32,
+    pub format: InputFormat,
 }
 
 #[repr(C)]
@@ -30,7 +43,8 @@ struct Params {
     dst_h: u32,
     scale_x: f32,
     scale_y: f32,
-    _pad: [u32; 2],
+    format: u32,
+    _pad: u32,
 }
 
 pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
@@ -98,7 +112,8 @@ fn params(r: Resample) -> Params {
         dst_h: r.dst_h,
         scale_x: r.scale_x,
         scale_y: r.scale_y,
-        _pad: [0; 2],
+        format: r.format as u32,
+        _pad: 0,
     }
 }
 
@@ -136,7 +151,7 @@ fn taps(d: u32, scale: f32, size: u32) -> (usize, usize, f32) {
     (i as usize, (i + 1.0).min(last) as usize, t)
 }
 
-/// CPU reference: RGBA8 bytes in, HWC (B, G, R minus mean, 0) out.
+/// CPU reference: RGBA8 bytes in, HWC out (B, G, R minus mean, 0, or R, G, B rounded, 0).
 pub fn cpu(r: Resample, rgba: &[u8]) -> Vec<f32> {
     let px = |x: usize, y: usize, c: usize| rgba[(y * r.src_w as usize + x) * 4 + (2 - c)] as f32;
     let mut out = Vec::with_capacity((r.dst_w * r.dst_h * 4) as usize);
@@ -144,10 +159,19 @@ pub fn cpu(r: Resample, rgba: &[u8]) -> Vec<f32> {
         let (y0, y1, ty) = taps(y, r.scale_y, r.src_h);
         for x in 0..r.dst_w {
             let (x0, x1, tx) = taps(x, r.scale_x, r.src_w);
-            for (c, mean) in MEAN_BGR.iter().enumerate() {
-                let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * tx;
-                let bottom = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
-                out.push(top + (bottom - top) * ty - mean);
+            let bgr: Vec<f32> = (0..3)
+                .map(|c| {
+                    let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * tx;
+                    let bottom = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * tx;
+                    top + (bottom - top) * ty
+                })
+                .collect();
+            match r.format {
+                InputFormat::BgrMinusMean => {
+                    out.extend(bgr.iter().zip(MEAN_BGR).map(|(v, m)| v - m));
+                }
+                // WGSL's round() is half to even, as Rust's round_ties_even.
+                InputFormat::RgbRaw => out.extend(bgr.iter().rev().map(|v| v.round_ties_even())),
             }
             out.push(0.0);
         }
@@ -195,6 +219,7 @@ mod tests {
             dst_h: 9,
             scale_x: 1.0,
             scale_y: 1.0,
+            format: InputFormat::BgrMinusMean,
         };
         let gpu = check(r, 5);
         let ctx_rgba = {
@@ -217,8 +242,43 @@ mod tests {
             dst_h: 6,
             scale_x: 37.0 / 10.0,
             scale_y: 23.0 / 6.0,
+            format: InputFormat::BgrMinusMean,
         };
         check(r, 6);
+    }
+
+    #[test]
+    fn package_format_is_rgb_raw_and_rounded() {
+        let r = Resample {
+            src_w: 17,
+            src_h: 11,
+            dst_w: 7,
+            dst_h: 5,
+            scale_x: 17.0 / 7.0,
+            scale_y: 11.0 / 5.0,
+            format: InputFormat::RgbRaw,
+        };
+        let gpu = check(r, 8);
+        assert!(gpu
+            .iter()
+            .all(|v| v.fract() == 0.0 && (0.0..=255.0).contains(v)));
+        let same = Resample {
+            dst_w: 17,
+            dst_h: 11,
+            scale_x: 1.0,
+            scale_y: 1.0,
+            ..r
+        };
+        let gpu = check(same, 9);
+        let mut rng = Rng(9);
+        let rgba: Vec<u8> = (0..17 * 11 * 4)
+            .map(|_| ((rng.next_f32() + 1.0) * 127.9) as u8)
+            .collect();
+        // R, G, B of the first pixel, untouched.
+        assert_eq!(
+            &gpu[..4],
+            &[rgba[0] as f32, rgba[1] as f32, rgba[2] as f32, 0.0]
+        );
     }
 
     #[test]
@@ -230,6 +290,7 @@ mod tests {
             dst_h: 11,
             scale_x: 5.0 / 17.0,
             scale_y: 3.0 / 11.0,
+            format: InputFormat::BgrMinusMean,
         };
         check(r, 7);
     }
