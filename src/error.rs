@@ -92,6 +92,12 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("cannot read Keras HDF5 weights{}: {reason}; is it retina-face's retinaface.h5 (or another `model.save_weights` file of that network)?", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    KerasWeights {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+
     #[error("refusing PyTorch checkpoint{}: it refers to the Python global `{global}`, which a state dict of tensors never needs; loading it could run code, so only collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and torch storage types are accepted", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     UnsafeCheckpoint {
         path: Option<PathBuf>,

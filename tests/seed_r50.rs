@@ -269,3 +269,123 @@ fn other_photos_at_the_default_resize() {
         photo_matches(image, stem);
     }
 }
+
+fn cli() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_retinaface"));
+    c.env_remove("RETINAFACE_WEIGHTS")
+        .env_remove("DEEPFACE_HOME");
+    c
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("rf-seed-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn convert_keeps_the_content_hash_and_model_retinaface_finds_deepfaces_file() {
+    let dir = temp_dir("convert");
+    let h5 = seed().join("retinaface_r50_random.h5");
+    let out = dir.join("net3.safetensors");
+    let o = cli().args(["convert"]).arg(&h5).arg(&out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The content hash of the source's tensors (names and layout as converted) is the file's.
+    let mut tensors: Vec<_> = retinaface::model::h5::read(&std::fs::read(&h5).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.unwrap()))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let hash = retinaface::model::content_hash::of_tensors(&tensors);
+    assert!(stdout.contains(&hash), "{stdout}");
+    assert!(stdout.contains("retinaface"), "{stdout}");
+    let w = Weights::load(&out).unwrap();
+    assert_eq!(w.model, Model::Net3);
+    let st = std::fs::read(&out).unwrap();
+    assert_eq!(
+        safetensors::SafeTensors::deserialize(&st).unwrap().len(),
+        395
+    );
+
+    // deepface keeps the package's file in $DEEPFACE_HOME/.deepface/weights/retinaface.h5.
+    let home = dir.join("deepface");
+    let weights = home.join(".deepface/weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    std::os::unix::fs::symlink(&h5, weights.join("retinaface.h5")).unwrap();
+    let png = seed().join("small_group_264x198.png");
+    let o = cli()
+        .env("DEEPFACE_HOME", &home)
+        .env("RETINAFACE_CACHE_DIR", dir.join("empty-cache"))
+        .current_dir(&dir)
+        .args([
+            "detect",
+            "--model",
+            "retinaface",
+            "--threshold",
+            "0.5",
+            "--no-upscale",
+        ])
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let want = package_json("detect_small_group_264x198_t05.json");
+    assert_eq!(
+        got.as_object().unwrap().len(),
+        want.as_object().unwrap().len()
+    );
+    for (k, w) in want.as_object().unwrap() {
+        assert_eq!(got[k]["facial_area"], w["facial_area"], "{k}");
+        let d = got[k]["score"].as_f64().unwrap() - w["score"].as_f64().unwrap();
+        assert!(d.abs() <= 1e-5, "{k}: {d}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn damaged_h5_files_are_errors_that_name_the_problem() {
+    let bytes = std::fs::read(seed().join("retinaface_r50_random.h5")).unwrap();
+    let load = |b: &[u8]| Weights::from_bytes(b).map(|w| w.model);
+    // Truncated: the groups or datasets past the cut cannot be read.
+    for cut in [100, 4096, bytes.len() / 2, bytes.len() - 1000] {
+        let e = load(&bytes[..cut]).unwrap_err().to_string();
+        assert!(e.contains("Keras HDF5"), "cut at {cut}: {e}");
+    }
+    // A layer renamed everywhere (same length): its tensors are missing, by their name.
+    let renamed = replace_all(&bytes, b"stage2_unit3_conv2", b"stage2_unit3_convX");
+    let e = load(&renamed).unwrap_err().to_string();
+    assert!(e.contains("stage2.unit3.conv2.weight"), "{e}");
+    // conv0's kernel declared (7, 7, 3, 32) instead of (7, 7, 3, 64): the declared shape no
+    // longer fits the stored bytes, an error naming the layer.
+    let mut dims = Vec::new();
+    for d in [7u64, 7, 3, 64] {
+        dims.extend(d.to_le_bytes());
+    }
+    let mut short = Vec::new();
+    for d in [7u64, 7, 3, 32] {
+        short.extend(d.to_le_bytes());
+    }
+    let reshaped = replace_all(&bytes, &dims, &short);
+    assert_ne!(reshaped, bytes, "conv0's dataspace found");
+    let e = load(&reshaped).unwrap_err().to_string();
+    assert!(e.contains("`conv0`") && e.contains("Keras"), "{e}");
+}
+
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = haystack.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}

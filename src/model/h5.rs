@@ -22,7 +22,7 @@ pub fn is_hdf5(bytes: &[u8]) -> bool {
 }
 
 fn err(reason: impl Into<String>) -> Error {
-    Error::Checkpoint {
+    Error::KerasWeights {
         path: None,
         reason: reason.into(),
     }

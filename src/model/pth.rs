@@ -917,6 +917,10 @@ pub fn convert_file(input: &std::path::Path, output: &std::path::Path) -> Result
             path: Some(input.to_path_buf()),
             global,
         },
+        Error::KerasWeights { reason, .. } => Error::KerasWeights {
+            path: Some(input.to_path_buf()),
+            reason,
+        },
         other => other,
     })?;
     crate::fetch::write_atomic(output, &c.safetensors)?;

@@ -168,6 +168,10 @@ fn with_path(e: Error, path: &Path) -> Error {
             path: Some(path.to_path_buf()),
             global,
         },
+        Error::KerasWeights { reason, .. } => Error::KerasWeights {
+            path: Some(path.to_path_buf()),
+            reason,
+        },
         other => other,
     }
 }
