@@ -10,8 +10,9 @@
 //
 // Layout contract (the host guarantees it):
 // - input channels are a multiple of 4, so a pixel's channels are whole vec4s;
-// - the input buffer holds one extra pixel of zeros after the image: taps outside the image
-//   read it instead of branching per channel;
+// - the input buffer holds a pixel of zeros at `zero` (after the image, or after the largest
+//   tensor that shares the buffer): taps outside the image read it instead of branching per
+//   channel;
 // - weights: [ky][kx][ci][co] of vec4s (output channels padded to 16 with zeros), then
 //   the bias, output channels padded to 16, offsets in vec4 units.
 
@@ -38,7 +39,9 @@ struct Params {
     // Used by conv_subgroup.wgsl, which shares this parameter block.
     tiles_x: u32,
     tiles: u32,
-    _pad0: u32,
+    // Vec4 index of the input's zero pixel (c4 vec4s of zeros), read for taps outside the
+    // image: right after the image, or after the largest tensor of a shared buffer.
+    zero: u32,
     _pad1: u32,
 }
 
@@ -95,7 +98,7 @@ fn main_4x8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id
     var h2 = b_hi;
     var h3 = b_hi;
     let s = p.stride;
-    let zero = p.in_w * p.in_h * p.in_c4;
+    let zero = p.zero;
     let tap_stride = p.in_c4 * 4u * p.w_row;
     for (var ky = 0u; ky < p.ksize; ky++) {
         // Unsigned wrap-around turns "above the top edge" into "past the bottom edge".
@@ -168,7 +171,7 @@ fn main_2x16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
     var b2 = a2;
     var b3 = a3;
     let s = p.stride;
-    let zero = p.in_w * p.in_h * p.in_c4;
+    let zero = p.zero;
     let tap_stride = p.in_c4 * 4u * p.w_row;
     for (var ky = 0u; ky < p.ksize; ky++) {
         let iy = oy * s + ky - p.pad;

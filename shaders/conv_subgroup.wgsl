@@ -43,7 +43,9 @@ struct Params {
     // Tiles of 4 pixels per output row, and in the whole map.
     tiles_x: u32,
     tiles: u32,
-    _pad0: u32,
+    // Vec4 index of the input's zero pixel (c4 vec4s of zeros), read for taps outside the
+    // image: right after the image, or after the largest tensor of a shared buffer.
+    zero: u32,
     _pad1: u32,
 }
 
@@ -93,7 +95,7 @@ fn tile_of(wg: u32, li: u32) -> Tile {
 // tap falls outside the image. Unsigned wrap-around turns "left of / above the edge" into
 // "past the right / bottom edge".
 fn tap_pixels(t: Tile, ky: u32, kx: u32) -> vec4<u32> {
-    let zero = p.in_w * p.in_h * p.in_c4;
+    let zero = p.zero;
     let iy = t.oy * p.stride + ky - p.pad;
     let ix0 = t.ox0 * p.stride + kx - p.pad;
     let ix = vec4<u32>(ix0, ix0 + p.stride, ix0 + 2u * p.stride, ix0 + 3u * p.stride);

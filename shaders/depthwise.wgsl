@@ -13,8 +13,9 @@
 // channel group is workgroup_id.y, the same for the whole workgroup, so the 9 weight vec4s
 // are loaded once per invocation.
 //
-// Layout contract: channels are a multiple of 4; the input buffer holds one extra pixel of
-// zeros after the image, read for taps outside it; weights are [ky][kx][c] as vec4 groups of
+// Layout contract: channels are a multiple of 4; the input buffer holds a pixel of zeros at
+// `zero` (after the image, or after the largest tensor sharing the buffer), read for taps
+// outside the image; weights are [ky][kx][c] as vec4 groups of
 // channels, then the bias, at vec4 offsets.
 
 struct Params {
@@ -32,6 +33,11 @@ struct Params {
     tiles_x: u32,
     tiles: u32,
     tile_h: u32,
+    // Vec4 index of the input's zero pixel (see conv.wgsl).
+    zero: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -79,7 +85,7 @@ struct Row {
 }
 
 fn column(iy: u32, x: u32, g: u32) -> vec4<f32> {
-    let zero = p.in_w * p.in_h * p.c4;
+    let zero = p.zero;
     let i = select(zero, (iy * p.in_w + x) * p.c4, x < p.in_w && iy < p.in_h);
     return src[i + g];
 }

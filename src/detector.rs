@@ -106,6 +106,17 @@ impl Detector {
         self
     }
 
+    /// GPU memory of the activations of a `net_w x net_h` network input: with buffers shared
+    /// by tensors whose lifetimes do not overlap (what a detection allocates), and with one
+    /// buffer per tensor (what it would take without sharing).
+    pub fn activation_bytes(&self, net_w: u32, net_h: u32) -> (u64, u64) {
+        let g = crate::model::arch::Graph::for_model(self.packed.model, net_w, net_h);
+        (
+            crate::model::plan::Slots::new(&g, true).total_bytes(),
+            crate::model::plan::Slots::new(&g, false).total_bytes(),
+        )
+    }
+
     /// The key of this adapter, driver and kernel family in the tuning cache.
     pub fn tuning_key(&self) -> String {
         Tuning::adapter_key(&self.ctx, self.kernel_path())
@@ -548,6 +559,8 @@ impl Detector {
                 &tuning,
                 w,
                 h,
+                // Every tensor keeps its own buffer: the caller reads named ones afterwards.
+                false,
             )
         })?;
         self.ctx.queue.write_buffer(

@@ -172,7 +172,7 @@ fn time_variants(
                 shape,
                 v,
                 Activation::None,
-                src,
+                conv::Source::after_image(src, shape.in_w, shape.in_h, shape.in_c),
                 weights,
                 at,
                 target,

@@ -874,6 +874,12 @@ fn bench(args: BenchArgs) -> Result<bool, Fatal> {
         "wall time per detect: {wall:.2} ms ({} runs)",
         args.runs.max(1)
     );
+    let (shared, own) = detector.activation_bytes(s.net_w, s.net_h);
+    println!(
+        "activation buffers: {:.1} MiB ({:.1} MiB if every tensor had its own)",
+        shared as f64 / (1 << 20) as f64,
+        own as f64 / (1 << 20) as f64
+    );
     let (_, profile) = detector.detect_profiled(&image, &options)?;
     if profile.steps.is_empty() {
         println!("no GPU timestamps on this adapter");

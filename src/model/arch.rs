@@ -270,6 +270,19 @@ pub struct Work {
 }
 
 impl Op {
+    /// The tensors the op reads or writes.
+    pub fn tensors(&self) -> Vec<TensorId> {
+        match self {
+            Op::Conv { src, dst, .. }
+            | Op::Depthwise { src, dst, .. }
+            | Op::MaxPool { src, dst, .. }
+            | Op::Affine { src, dst, .. } => vec![*src, *dst],
+            Op::UpsampleAdd { coarse, fine, .. } => vec![*coarse, *fine],
+            Op::Heads { src, .. } => vec![*src],
+            Op::AddRelu { identity, x, .. } => vec![*identity, *x],
+        }
+    }
+
     pub fn work(&self, g: &Graph) -> Work {
         let t = |id: &TensorId| {
             let t = &g.tensors[*id];

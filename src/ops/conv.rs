@@ -64,7 +64,8 @@ struct Params {
     // Subgroup kernels only: 4-pixel tiles per row and in the map.
     tiles_x: u32,
     tiles: u32,
-    _pad: [u32; 2],
+    zero: u32,
+    _pad: u32,
 }
 
 /// The conv pipelines of one kernel family, compiled once.
@@ -245,6 +246,24 @@ pub struct PackedAt {
     pub bias: usize,
 }
 
+/// Input of a convolution: a buffer holding the image and, at vec4 index `zero`, a pixel of
+/// zeros that taps outside the image read.
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub zero: u32,
+}
+
+impl<'a> Source<'a> {
+    /// A buffer of its own: the zero pixel right after the image.
+    pub fn after_image(buffer: &'a wgpu::Buffer, w: u32, h: u32, channels: u32) -> Self {
+        Self {
+            buffer,
+            zero: w * h * channels / 4,
+        }
+    }
+}
+
 /// Output of a convolution: a buffer of `channels` channels per pixel, written from `offset` on.
 pub(crate) struct Target<'a> {
     pub buffer: &'a wgpu::Buffer,
@@ -263,7 +282,7 @@ pub(crate) fn step(
     shape: ConvShape,
     variant: Variant,
     act: Activation,
-    src: &wgpu::Buffer,
+    src: Source<'_>,
     weights: &wgpu::Buffer,
     at: PackedAt,
     dst: Target<'_>,
@@ -310,7 +329,8 @@ pub(crate) fn step(
         w_row: shape.out_c.next_multiple_of(16) / 4,
         tiles_x,
         tiles,
-        _pad: [0; 2],
+        zero: src.zero,
+        _pad: 0,
     };
     let workgroups = match variant.path() {
         KernelPath::Portable => [div_ceil(tiles_x, 8), div_ceil(shape.out_h(), 8), groups],
@@ -321,7 +341,7 @@ pub(crate) fn step(
         kernel,
         label,
         &params,
-        &[src, weights, dst.buffer],
+        &[src.buffer, weights, dst.buffer],
         Workgroups::Direct(workgroups),
     )
 }
@@ -459,7 +479,16 @@ mod tests {
                 run_steps(
                     ctx,
                     &[step(
-                        ctx, &kern, "conv", gpu_shape, tile, act, &src_buf, &w_buf, at, target,
+                        ctx,
+                        &kern,
+                        "conv",
+                        gpu_shape,
+                        tile,
+                        act,
+                        Source::after_image(&src_buf, shape.in_w, shape.in_h, ic_pad as u32),
+                        &w_buf,
+                        at,
+                        target,
                     )],
                 );
                 let gpu = download_f32(ctx, &dst_buf, sentinel.len()).unwrap();

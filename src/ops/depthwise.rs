@@ -43,6 +43,8 @@ struct Params {
     tiles_x: u32,
     tiles: u32,
     tile_h: u32,
+    zero: u32,
+    _pad: [u32; 3],
 }
 
 /// Output pixels per invocation along x (the shader's tile width).
@@ -78,7 +80,7 @@ pub(crate) fn step(
     label: &str,
     shape: DwShape,
     act: Activation,
-    src: &wgpu::Buffer,
+    src: super::conv::Source<'_>,
     weights: &wgpu::Buffer,
     at: super::conv::PackedAt,
     dst: &wgpu::Buffer,
@@ -103,13 +105,15 @@ pub(crate) fn step(
         tiles_x,
         tiles,
         tile_h,
+        zero: src.zero,
+        _pad: [0; 3],
     };
     Step::with_uniform(
         ctx,
         kernel,
         label,
         &params,
-        &[src, weights, dst],
+        &[src.buffer, weights, dst],
         Workgroups::Direct([div_ceil(tiles, WORKGROUP), shape.channels / 4, 1]),
     )
 }
@@ -210,7 +214,17 @@ mod tests {
         };
         run_steps(
             ctx,
-            &[step(ctx, &kernel(ctx), "dw", shape, act, &sb, &wb, at, &db)],
+            &[step(
+                ctx,
+                &kernel(ctx),
+                "dw",
+                shape,
+                act,
+                crate::ops::conv::Source::after_image(&sb, shape.in_w, shape.in_h, shape.channels),
+                &wb,
+                at,
+                &db,
+            )],
         );
         let gpu = download_f32(ctx, &db, n).unwrap();
         assert_close(
