@@ -9,6 +9,7 @@
 //! ```
 
 pub mod align;
+pub mod align_package;
 pub mod annotate;
 pub mod cv_resize;
 pub mod detector;

@@ -185,6 +185,18 @@ struct ExtractArgs {
     /// Also write every crop side by side into this one PNG.
     #[arg(long, value_name = "PNG")]
     strip: Option<PathBuf>,
+    /// `ours` (default): the rotation found on upright views of each face, whole face kept.
+    /// `package`: retina-face 0.0.19's extract_faces, pixel for pixel (whole image rotated
+    /// about its centre, box moved, sliced; crops can come out empty, which are listed with
+    /// width 0 and no file).
+    #[arg(long, value_enum, default_value = "ours", conflicts_with_all = ["target_size", "arcface"])]
+    align: AlignMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AlignMode {
+    Ours,
+    Package,
 }
 
 #[derive(Args)]
@@ -658,6 +670,9 @@ fn extract(args: ExtractArgs) -> Result<bool, Fatal> {
     let mut stems = Stems::default();
     let mut all_ok = true;
     let mut strip = Vec::new();
+    if args.align == AlignMode::Package {
+        return extract_package(&args, &detector, &opts.detect);
+    }
     for path in &args.images {
         let crops = match load(path).and_then(|img| detector.extract_faces(&img, &opts)) {
             Ok(c) => c,
@@ -682,6 +697,74 @@ fn extract(args: ExtractArgs) -> Result<bool, Fatal> {
         if args.strip.is_some() {
             strip.extend(crops.into_iter().map(|c| c.image));
         }
+    }
+    if let Some(file) = &args.strip {
+        if let Err(e) = save_png(&side_by_side(&strip), file) {
+            eprintln!("retinaface: {e}");
+            all_ok = false;
+        }
+    }
+    Ok(all_ok)
+}
+
+/// `extract --align package`: retina-face's own crops ([`retinaface::align_package`]).
+fn extract_package(
+    args: &ExtractArgs,
+    detector: &Detector,
+    opts: &DetectOptions,
+) -> Result<bool, Fatal> {
+    let mut stems = Stems::default();
+    let mut all_ok = true;
+    let mut strip = Vec::new();
+    for path in &args.images {
+        let result = load(path).and_then(|img| {
+            let faces = detector.detect_with(&img, opts)?;
+            let (w, h) = img.dimensions();
+            let crops = retinaface::align_package::extract(
+                img.as_raw(),
+                w as usize,
+                h as usize,
+                &faces,
+                args.expand_face_area.max(0.0) as u32,
+                !args.no_align,
+            );
+            Ok((faces, crops))
+        });
+        let (faces, crops) = match result {
+            Ok(c) => c,
+            Err(e) => {
+                report(path, e);
+                all_ok = false;
+                continue;
+            }
+        };
+        let stem = stems.unique(path);
+        let mut listed = Vec::new();
+        for (i, (face, crop)) in faces.iter().zip(&crops).enumerate() {
+            let mut v = face_json(face);
+            let o = v.as_object_mut().expect("face_json is an object");
+            o.insert("face".into(), json!(format!("face_{}", i + 1)));
+            o.insert("width".into(), json!(crop.width));
+            o.insert("height".into(), json!(crop.height));
+            o.insert("angle".into(), json!(crop.angle));
+            let image = RgbImage::from_raw(crop.width as u32, crop.height as u32, crop.rgb.clone());
+            match image.filter(|_| crop.width > 0 && crop.height > 0) {
+                Some(image) => {
+                    let file = args.out.join(format!("{stem}_face{}.png", i + 1));
+                    if let Err(e) = save_png(&image, &file) {
+                        report(path, e);
+                        all_ok = false;
+                    }
+                    o.insert("file".into(), json!(file));
+                    strip.push(image);
+                }
+                None => {
+                    o.insert("file".into(), Value::Null);
+                }
+            }
+            listed.push(v);
+        }
+        print(&format!("{}\n", json!({ "image": path, "crops": listed })))?;
     }
     if let Some(file) = &args.strip {
         if let Err(e) = save_png(&side_by_side(&strip), file) {
