@@ -54,6 +54,18 @@ pub struct FetchOptions {
     pub progress: bool,
     /// Download again even if a valid file is installed.
     pub force: bool,
+    /// Where to try next when the download from the first URL fails: else the model's
+    /// [`backup_url`], when the first URL is the default one.
+    pub backup_url: Option<String>,
+}
+
+/// The second place `model`'s weights are published, as its own package falls back to:
+/// retina-face's file on huggingface.
+pub fn backup_url(model: Model) -> Option<&'static str> {
+    match model {
+        Model::Net3 => Some("https://huggingface.co/serengil/deepface/resolve/main/retinaface.h5"),
+        _ => None,
+    }
 }
 
 /// How far a file could be verified.
@@ -112,7 +124,18 @@ pub fn fetch_weights(model: Model, opts: &FetchOptions) -> Result<Fetched> {
         }
         // An installed file that fails verification is replaced.
     }
-    let bytes = download(&url, opts.progress)?;
+    let backup = opts.backup_url.clone().or_else(|| {
+        let default = url == default_url(model);
+        backup_url(model).filter(|_| default).map(str::to_string)
+    });
+    let (bytes, url) = match (download(&url, opts.progress), backup) {
+        (Ok(b), _) => (b, url),
+        (Err(e), Some(second)) => {
+            eprintln!("retinaface: {e}; trying {second}");
+            (download(&second, opts.progress)?, second)
+        }
+        (Err(e), None) => return Err(e),
+    };
     let failed = |reason: String| Error::Download {
         url: url.clone(),
         reason,

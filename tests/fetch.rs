@@ -46,6 +46,7 @@ fn opts(url: String, dir: &Path) -> FetchOptions {
         cache_dir: Some(dir.to_path_buf()),
         progress: false,
         force: false,
+        backup_url: None,
     }
 }
 
@@ -127,7 +128,7 @@ fn wrong_files_are_refused_and_leave_nothing() {
     let e =
         fetch::fetch_weights(Model::Mnet025, &opts(format!("{base}/not-a-pth"), &dir)).unwrap_err();
     assert!(
-        matches!(&e, Error::Download { reason, .. } if reason.contains("not a PyTorch checkpoint")),
+        matches!(&e, Error::Download { reason, .. } if reason.contains("neither a PyTorch checkpoint nor Keras HDF5 weights")),
         "{e}"
     );
     let e = fetch::fetch_weights(Model::Mnet025, &opts(format!("{base}/altered.pth"), &dir))
@@ -229,4 +230,19 @@ fn resnet50_is_verified_by_structure_and_its_hash_reported() {
     assert_eq!(listing(&dir), ["retinaface_resnet50.safetensors"]);
     assert_eq!(content_hash::of_file(&got.path).unwrap(), got.content_hash);
     assert_eq!(Weights::load(&got.path).unwrap().model, Model::Resnet50);
+}
+
+#[test]
+fn retinaface_h5_is_fetched_from_the_backup_when_the_release_fails() {
+    let h5 = std::fs::read(testdata().join("seed_r50/retinaface_r50_random.h5")).unwrap();
+    let base = serve(vec![("/retinaface.h5", http_server::Route::Full(h5))], 2);
+    let dir = cache("net3-backup");
+    let mut o = opts(format!("{base}/missing.h5"), &dir);
+    o.backup_url = Some(format!("{base}/retinaface.h5"));
+    let got = fetch::fetch_weights(Model::Net3, &o).unwrap();
+    assert_eq!(got.url, format!("{base}/retinaface.h5"));
+    assert_eq!(got.verified, Verified::StructureOnly);
+    assert_eq!(listing(&dir), [Model::Net3.file_name()]);
+    assert_eq!(Weights::load(&got.path).unwrap().model, Model::Net3);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

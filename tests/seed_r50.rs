@@ -5,6 +5,7 @@
 //! package's, as the MobileNet network test does for its reference.
 
 mod common;
+mod torch_save;
 
 use std::sync::OnceLock;
 
@@ -512,4 +513,29 @@ fn extract_align_package_gives_the_packages_crops() {
     );
     assert!(worst <= 8, "worst difference {worst} grey levels");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The package's PyTorch port (`retinaface.pth`, 0.0.19) uses the same state-dict names; a
+/// checkpoint of the stand-in's tensors loads as the same network with the same content hash.
+#[test]
+fn the_pytorch_port_checkpoint_is_the_same_network() {
+    let h5 = std::fs::read(seed().join("retinaface_r50_random.h5")).unwrap();
+    let mut tensors: Vec<(String, retinaface::model::weights::Tensor)> =
+        retinaface::model::h5::read(&h5)
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.unwrap()))
+            .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let pth = torch_save::legacy_file_of(
+        &tensors
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shape.clone(), t.data.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let from_pth = retinaface::model::pth::convert(&pth, Some("retinaface.pth")).unwrap();
+    let from_h5 = retinaface::model::pth::convert(&h5, Some("retinaface.h5")).unwrap();
+    assert_eq!(from_pth.model, Model::Net3);
+    assert_eq!(from_pth.content_hash, from_h5.content_hash);
+    assert_eq!(Weights::from_bytes(&pth).unwrap().model, Model::Net3);
 }

@@ -1111,6 +1111,7 @@ fn convert<E: From<retinaface::Error>>(args: ConvertArgs) -> Result<bool, E> {
 fn fetch_weights<E: From<retinaface::Error>>(args: FetchWeightsArgs) -> Result<bool, E> {
     use retinaface::fetch::{fetch_weights, resolve_url, FetchOptions};
     let opts = FetchOptions {
+        backup_url: None,
         url: args.url,
         cache_dir: args.cache_dir,
         progress: true,
