@@ -101,8 +101,9 @@ struct DetectionArgs {
     /// The weights file (.safetensors); else RETINAFACE_WEIGHTS, ./weights, the user cache.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Whose file to look for in ./weights and the cache: mnet025 or resnet50 (the file's
-    /// tensors decide the network).
+    /// Whose file to look for in ./weights and the cache: mnet025, resnet50 or retinaface
+    /// (retina-face's own network; also where deepface keeps retinaface.h5). The file's
+    /// tensors decide the network.
     #[arg(long, default_value = "mnet025")]
     model: retinaface::Model,
 }
