@@ -233,8 +233,10 @@ impl Detector {
         self.detect_with(&crate::image_io::load_path(path)?, opts)
     }
 
-    /// Detects on an already preprocessed network input: `w x h x 3` floats, channels-last,
-    /// BGR minus (104, 117, 123). `opts.resize` is ignored: boxes are in input pixels.
+    /// Detects on an already preprocessed network input: `w x h x 3` floats, channels-last, in
+    /// the model's input format ([`Model::input_format`]): BGR minus (104, 117, 123) for
+    /// Pytorch_Retinaface's networks, raw RGB 0..255 for retina-face's. `opts.resize` is
+    /// ignored: boxes are in input pixels.
     pub fn detect_tensor(
         &self,
         input_hwc: &[f32],
@@ -273,6 +275,9 @@ impl Detector {
 
     /// Detects on a texture already on the detector's device (a game's render target, a
     /// decoded video frame): the preprocess shader reads it directly, with no CPU round trip.
+    /// For retina-face's network the resize is then the shader's bilinear one rounded to
+    /// 8 bits, within a grey level of OpenCV's, not its exact arithmetic (images go through
+    /// [`crate::cv_resize`] on the host).
     /// The texture must be `Rgba8Unorm` or `Bgra8Unorm` with `TEXTURE_BINDING` usage.
     pub fn detect_texture(
         &self,
