@@ -48,6 +48,19 @@ struct Run {
 const VAR0: f32 = 0.1;
 const VAR1: f32 = 0.2;
 
+// Takes the next slot of the candidate list and writes the score, the anchor and the box;
+// returns the slot's first word (the landmarks go at + 6).
+fn append(score: f32, a: u32, b1: vec2<f32>, b2: vec2<f32>) -> u32 {
+    let o = atomicAdd(&state[0], 1u) * 16u;
+    candidates[o] = bitcast<u32>(score);
+    candidates[o + 1u] = a;
+    candidates[o + 2u] = bitcast<u32>(b1.x);
+    candidates[o + 3u] = bitcast<u32>(b1.y);
+    candidates[o + 4u] = bitcast<u32>(b2.x);
+    candidates[o + 5u] = bitcast<u32>(b2.y);
+    return o;
+}
+
 // Anchors are a flat list: neighbouring invocations read neighbouring rows.
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -102,14 +115,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let limit = vec2<f32>(f32(p.net_w), f32(p.net_h)) - 1.0;
         let b1 = clamp(c - half, vec2<f32>(0.0), limit) / run.factor;
         let b2 = clamp(c + half, vec2<f32>(0.0), limit) / run.factor;
-        let slot = atomicAdd(&state[0], 1u);
-        let o = slot * 16u;
-        candidates[o] = bitcast<u32>(score);
-        candidates[o + 1u] = a;
-        candidates[o + 2u] = bitcast<u32>(b1.x);
-        candidates[o + 3u] = bitcast<u32>(b1.y);
-        candidates[o + 4u] = bitcast<u32>(b2.x);
-        candidates[o + 5u] = bitcast<u32>(b2.y);
+        let o = append(score, a, b1, b2);
         // Landmarks: no variance, not clipped.
         for (var i = 0u; i < 5u; i++) {
             let d = vec2<f32>(raw[base + 6u + 2u * i], raw[base + 7u + 2u * i]);
@@ -137,14 +143,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let b1 = p1 * net * run.scale;
     let b2 = p2 * net * run.scale;
 
-    let slot = atomicAdd(&state[0], 1u);
-    let o = slot * 16u;
-    candidates[o] = bitcast<u32>(score);
-    candidates[o + 1u] = a;
-    candidates[o + 2u] = bitcast<u32>(b1.x);
-    candidates[o + 3u] = bitcast<u32>(b1.y);
-    candidates[o + 4u] = bitcast<u32>(b2.x);
-    candidates[o + 5u] = bitcast<u32>(b2.y);
+    let o = append(score, a, b1, b2);
     for (var i = 0u; i < 5u; i++) {
         let d = vec2<f32>(raw[base + 6u + 2u * i], raw[base + 7u + 2u * i]);
         let l = (pc + d * VAR0 * pwh) * net * run.scale;

@@ -211,51 +211,60 @@ pub fn cpu_with(
     assert_eq!(raw.len(), n * RAW_ROW, "raw rows");
     let net = [net_w as f32, net_h as f32];
     let mut out = Vec::new();
-    let mut a = 0usize;
-    for (l, &(fw, fh)) in levels.iter().enumerate() {
-        let stride = STRIDES[l] as f32;
-        for y in 0..fh {
-            for x in 0..fw {
-                for &size in &MIN_SIZES[l] {
-                    let row = &raw[a * RAW_ROW..(a + 1) * RAW_ROW];
-                    let m = row[0].max(row[1]);
-                    let (e0, e1) = ((row[0] - m).exp(), (row[1] - m).exp());
-                    let score = e1 / (e0 + e1);
-                    if score > threshold {
-                        let pc = [
-                            (x as f32 + 0.5) * stride / net[0],
-                            (y as f32 + 0.5) * stride / net[1],
-                        ];
-                        let pwh = [size / net[0], size / net[1]];
-                        let mut bbox = [0f32; 4];
-                        for d in 0..2 {
-                            let c = pc[d] + row[2 + d] * VARIANCE[0] * pwh[d];
-                            let s = pwh[d] * (row[4 + d] * VARIANCE[1]).exp();
-                            let p1 = c - s / 2.0;
-                            let p2 = p1 + s;
-                            bbox[d] = p1 * net[d] * scale[d];
-                            bbox[2 + d] = p2 * net[d] * scale[d];
-                        }
-                        let landmarks = std::array::from_fn(|k| {
-                            std::array::from_fn(|d| {
-                                (pc[d] + row[6 + 2 * k + d] * VARIANCE[0] * pwh[d])
-                                    * net[d]
-                                    * scale[d]
-                            })
-                        });
-                        out.push(Candidate {
-                            score,
-                            prior_index: a as u32,
-                            bbox,
-                            landmarks,
-                        });
-                    }
-                    a += 1;
-                }
-            }
+    for (a, l, x, y, k) in rows(levels) {
+        let row = &raw[a * RAW_ROW..(a + 1) * RAW_ROW];
+        let score = score(row);
+        // Strict; a NaN score fails it too.
+        if score.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
+            continue;
         }
+        let (stride, size) = (STRIDES[l] as f32, MIN_SIZES[l][k]);
+        let pc = [
+            (x as f32 + 0.5) * stride / net[0],
+            (y as f32 + 0.5) * stride / net[1],
+        ];
+        let pwh = [size / net[0], size / net[1]];
+        let mut bbox = [0f32; 4];
+        for d in 0..2 {
+            let c = pc[d] + row[2 + d] * VARIANCE[0] * pwh[d];
+            let s = pwh[d] * (row[4 + d] * VARIANCE[1]).exp();
+            let p1 = c - s / 2.0;
+            let p2 = p1 + s;
+            bbox[d] = p1 * net[d] * scale[d];
+            bbox[2 + d] = p2 * net[d] * scale[d];
+        }
+        let landmarks = std::array::from_fn(|k| {
+            std::array::from_fn(|d| {
+                (pc[d] + row[6 + 2 * k + d] * VARIANCE[0] * pwh[d]) * net[d] * scale[d]
+            })
+        });
+        out.push(Candidate {
+            score,
+            prior_index: a as u32,
+            bbox,
+            landmarks,
+        });
     }
     out
+}
+
+/// Every head row in order: (row, level, x, y, anchor within the cell).
+fn rows(levels: [(u32, u32); 3]) -> impl Iterator<Item = (usize, usize, u32, u32, usize)> {
+    levels
+        .into_iter()
+        .enumerate()
+        .flat_map(|(l, (fw, fh))| {
+            (0..fh).flat_map(move |y| (0..fw).flat_map(move |x| (0..2).map(move |k| (l, x, y, k))))
+        })
+        .enumerate()
+        .map(|(a, (l, x, y, k))| (a, l, x, y, k))
+}
+
+/// The two-way softmax of a row's logits, in the shader's order of operations.
+fn score(row: &[f32]) -> f32 {
+    let m = row[0].max(row[1]);
+    let (e0, e1) = ((row[0] - m).exp(), (row[1] - m).exp());
+    e1 / (e0 + e1)
 }
 
 /// [`PostMode::Anchors`]' decode, as decode.wgsl computes it.
@@ -270,41 +279,33 @@ fn cpu_anchors(
     let factor = RunParams::new(0.0, 0.0, scale, PostMode::Anchors).factor;
     let limit = [net_w as f32 - 1.0, net_h as f32 - 1.0];
     let mut out = Vec::new();
-    let mut a = 0usize;
-    for (l, &(fw, fh)) in levels.iter().enumerate() {
-        let stride = STRIDES[l] as f32;
-        for y in 0..fh {
-            for x in 0..fw {
-                for k in 0..2 {
-                    let row = &raw[a * RAW_ROW..(a + 1) * RAW_ROW];
-                    let m = row[0].max(row[1]);
-                    let (e0, e1) = ((row[0] - m).exp(), (row[1] - m).exp());
-                    let score = e1 / (e0 + e1);
-                    if score >= threshold {
-                        let size = MIN_SIZES[l][1] / (1 + k) as f32;
-                        let ca = [x as f32 * stride + 7.5, y as f32 * stride + 7.5];
-                        let mut bbox = [0f32; 4];
-                        for d in 0..2 {
-                            let c = row[2 + d] * size + ca[d];
-                            let s = row[4 + d].exp() * size;
-                            let half = 0.5 * (s - 1.0);
-                            bbox[d] = (c - half).clamp(0.0, limit[d]) / factor[d];
-                            bbox[2 + d] = (c + half).clamp(0.0, limit[d]) / factor[d];
-                        }
-                        let landmarks = std::array::from_fn(|p| {
-                            std::array::from_fn(|d| (row[6 + 2 * p + d] * size + ca[d]) / factor[d])
-                        });
-                        out.push(Candidate {
-                            score,
-                            prior_index: a as u32,
-                            bbox,
-                            landmarks,
-                        });
-                    }
-                    a += 1;
-                }
-            }
+    for (a, l, x, y, k) in rows(levels) {
+        let row = &raw[a * RAW_ROW..(a + 1) * RAW_ROW];
+        let score = score(row);
+        // Inclusive (retina-face); a NaN score fails it too.
+        if score.is_nan() || score < threshold {
+            continue;
         }
+        let size = MIN_SIZES[l][1] / (1 + k) as f32;
+        let stride = STRIDES[l] as f32;
+        let ca = [x as f32 * stride + 7.5, y as f32 * stride + 7.5];
+        let mut bbox = [0f32; 4];
+        for d in 0..2 {
+            let c = row[2 + d] * size + ca[d];
+            let s = row[4 + d].exp() * size;
+            let half = 0.5 * (s - 1.0);
+            bbox[d] = (c - half).clamp(0.0, limit[d]) / factor[d];
+            bbox[2 + d] = (c + half).clamp(0.0, limit[d]) / factor[d];
+        }
+        let landmarks = std::array::from_fn(|p| {
+            std::array::from_fn(|d| (row[6 + 2 * p + d] * size + ca[d]) / factor[d])
+        });
+        out.push(Candidate {
+            score,
+            prior_index: a as u32,
+            bbox,
+            landmarks,
+        });
     }
     out
 }
