@@ -46,3 +46,64 @@ pub struct Face {
     pub facial_area: [f32; 4],
     pub landmarks: Landmarks,
 }
+
+impl Face {
+    /// The face as `retina-face`'s `detect_faces` returns it: `score`, `facial_area` truncated
+    /// to integers as numpy's `astype(int)` does, and named landmarks.
+    pub fn to_package_json(&self) -> serde_json::Value {
+        let l = &self.landmarks;
+        serde_json::json!({
+            "score": self.score,
+            "facial_area": self.facial_area.map(|v| v as i64),
+            "landmarks": {
+                "right_eye": l.right_eye,
+                "left_eye": l.left_eye,
+                "nose": l.nose,
+                "mouth_right": l.mouth_right,
+                "mouth_left": l.mouth_left,
+            },
+        })
+    }
+}
+
+/// `retina-face`'s `detect_faces` dict: `{"face_1": {...}, "face_2": ...}` in the faces' order
+/// (`{}` for none). The one place the package's output format is built, for the CLI and the
+/// bindings alike.
+pub fn package_dict(faces: &[Face]) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (i, f) in faces.iter().enumerate() {
+        map.insert(format!("face_{}", i + 1), f.to_package_json());
+    }
+    serde_json::Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_dict_truncates_boxes_and_names_points() {
+        let f = Face {
+            score: 0.75,
+            facial_area: [10.9, 20.2, 30.999, 40.0],
+            landmarks: Landmarks::from_points([
+                [1.0, 2.0],
+                [3.0, 4.0],
+                [5.0, 6.0],
+                [7.0, 8.0],
+                [9.0, 10.0],
+            ]),
+        };
+        let d = package_dict(&[f]);
+        assert_eq!(
+            d["face_1"]["facial_area"],
+            serde_json::json!([10, 20, 30, 40])
+        );
+        assert_eq!(
+            d["face_1"]["landmarks"]["nose"],
+            serde_json::json!([5.0, 6.0])
+        );
+        assert_eq!(d["face_1"]["score"], serde_json::json!(0.75));
+        assert_eq!(package_dict(&[]), serde_json::json!({}));
+    }
+}

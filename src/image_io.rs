@@ -10,8 +10,8 @@
 //!   are copied to R, G and B; CMYK/YCCK JPEGs are converted with OpenCV's formula.
 //! - PNG goes through the `image` crate: 8-bit grey is copied to R, G and B, RGB(A) and palette
 //!   images keep their colour values. Alpha is never composited; the file's alpha stays in the A
-//!   channel (the detector ignores it) and formats without alpha get A = 255. 16-bit PNGs are
-//!   refused with [`Error::UnsupportedPixelFormat`].
+//!   channel (the detector ignores it) and formats without alpha get A = 255. 16-bit PNGs keep the
+//!   high byte of each sample, as `cv2.imread` does (libpng's `png_set_strip_16`).
 //! - EXIF orientation is not applied and embedded ICC profiles / gamma chunks are ignored, as in OpenCV.
 //!
 //! Every failure is a typed [`Error`] naming the file; no input makes these functions panic. A JPEG
@@ -165,13 +165,29 @@ fn decode_png(bytes: &[u8], path: Option<&Path>) -> Result<RgbaImage> {
     check_size(width, height, path)?;
     match decoder.color_type() {
         ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8 => {}
-        ColorType::L16 => return Err(unsupported(path, "16-bit grey")),
-        ColorType::La16 => return Err(unsupported(path, "16-bit grey+alpha")),
-        ColorType::Rgb16 => return Err(unsupported(path, "16-bit RGB")),
-        ColorType::Rgba16 => return Err(unsupported(path, "16-bit RGBA")),
+        ColorType::L16 | ColorType::La16 | ColorType::Rgb16 | ColorType::Rgba16 => {}
         other => return Err(unsupported(path, format!("{other:?}"))),
     }
     let image = DynamicImage::from_decoder(decoder).map_err(png_error)?;
+    // 16 bits: the high byte of every sample (not image's rounding `v / 257`), then as 8 bits.
+    let msb = |v: &[u16]| v.iter().map(|x| (x >> 8) as u8).collect::<Vec<u8>>();
+    let image = match image {
+        DynamicImage::ImageLuma16(i) => {
+            image::GrayImage::from_raw(width, height, msb(i.as_raw())).map(DynamicImage::ImageLuma8)
+        }
+        DynamicImage::ImageLumaA16(i) => {
+            image::GrayAlphaImage::from_raw(width, height, msb(i.as_raw()))
+                .map(DynamicImage::ImageLumaA8)
+        }
+        DynamicImage::ImageRgb16(i) => {
+            image::RgbImage::from_raw(width, height, msb(i.as_raw())).map(DynamicImage::ImageRgb8)
+        }
+        DynamicImage::ImageRgba16(i) => {
+            image::RgbaImage::from_raw(width, height, msb(i.as_raw())).map(DynamicImage::ImageRgba8)
+        }
+        other => Some(other),
+    }
+    .ok_or_else(|| decode_error(path, "16-bit PNG with an inconsistent size"))?;
     // L8 -> (l, l, l, 255), La8 -> (l, l, l, a), Rgb8 -> (r, g, b, 255), Rgba8 unchanged: plain copies,
     // no luma weighting, gamma or alpha compositing.
     Ok(image.into_rgba8())

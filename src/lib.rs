@@ -16,6 +16,7 @@ pub mod detector;
 pub mod error;
 pub mod face;
 pub mod fetch;
+pub mod fs_atomic;
 pub mod gpu;
 pub mod image_io;
 pub mod model;

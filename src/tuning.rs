@@ -114,7 +114,7 @@ impl Tuning {
     }
 
     /// Writes the choices for `key` into `file`, keeping other adapters' entries; written to
-    /// a temporary file and renamed, so a crash leaves the old cache.
+    /// a temporary file and renamed ([`crate::fs_atomic`]), so a crash leaves the old cache.
     pub fn save(&self, file: &Path, key: &str) -> Result<()> {
         let err = |reason: String| Error::WriteFile {
             path: file.to_path_buf(),
@@ -132,13 +132,8 @@ impl Tuning {
             entries.insert(shape_name(shape), variant.name().into());
         }
         json["adapters"][key] = serde_json::Value::Object(entries);
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-        }
-        let tmp = file.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(&json).map_err(|e| err(e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
-        std::fs::rename(&tmp, file).map_err(|e| err(e.to_string()))
+        crate::fs_atomic::write_atomic(file, text.as_bytes())
     }
 }
 

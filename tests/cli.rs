@@ -211,14 +211,17 @@ fn csv_output_has_a_header_and_one_row_per_face() {
     let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
     assert_eq!(rows[0][0], "image");
-    assert_eq!(rows[0].len(), 17);
+    assert_eq!(rows[0].len(), 21);
+    assert_eq!(&rows[0][17..], ["box_x1", "box_y1", "box_x2", "box_y2"]);
     // 3 + 0 + 1 faces.
     assert_eq!(rows.len(), 1 + 4, "{text}");
     assert!(rows[1][0].ends_with("small_group.jpg"));
     assert_eq!(&rows[1][1..2], ["1"]);
     assert!(rows[1][2].parse::<f32>().unwrap() > 0.99);
     assert_eq!(&rows[1][3..5], ["234", "205"]);
-    assert!(rows.iter().all(|r| r.len() == 17));
+    assert!(rows.iter().all(|r| r.len() == 21));
+    // The float box truncates to the integer one.
+    assert_eq!(rows[1][17].parse::<f32>().unwrap() as i64, 234);
     assert!(rows[4][0].ends_with("portrait_frontal.jpg"));
     // Right eye x < left eye x.
     let x = |r: &Vec<&str>, i: usize| r[i].parse::<f32>().unwrap();
@@ -237,6 +240,12 @@ fn jsonl_output_is_one_line_per_image_even_for_one() {
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert!(v["image"].as_str().unwrap().ends_with("small_group.jpg"));
     assert_eq!(v["faces"].as_object().unwrap().len(), 3);
+    // Lines carry the unrounded box beside the package's integer facial_area.
+    let f = &v["faces"]["face_1"];
+    let b = f["box"].as_array().unwrap();
+    assert!(
+        b[0].is_f64() && b[0].as_f64().unwrap() as i64 == f["facial_area"][0].as_i64().unwrap()
+    );
 }
 
 #[test]
@@ -361,6 +370,18 @@ fn annotate_draws_the_faces_into_a_png() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_runtime_dir_warning_without_xdg_runtime_dir() {
+    let out = cli()
+        .env_remove("XDG_RUNTIME_DIR")
+        .arg("info")
+        .output()
+        .unwrap();
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
 }
 
 #[test]

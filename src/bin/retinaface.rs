@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use image::{Rgb, RgbImage, RgbaImage};
 use retinaface::model::weights::{self, Weights};
 use retinaface::{DetectOptions, Detector, ExtractOptions, Face, FaceCrop, GpuContext, Resize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -403,29 +403,28 @@ fn save_png(image: &RgbImage, path: &Path) -> Result<(), String> {
 /// The `retina-face` package's output: `{"face_1": {"score", "facial_area", "landmarks"}}`,
 /// boxes as integers (truncated, as its `astype(int)`), landmarks as floats.
 fn faces_json(faces: &[Face]) -> Value {
-    let mut map = Map::new();
-    for (i, f) in faces.iter().enumerate() {
-        map.insert(format!("face_{}", i + 1), face_json(f));
-    }
-    Value::Object(map)
+    retinaface::face::package_dict(faces)
 }
 
 fn face_json(f: &Face) -> Value {
-    let l = &f.landmarks;
-    json!({
-        "score": f.score,
-        "facial_area": f.facial_area.map(|v| v as i64),
-        "landmarks": {
-            "right_eye": l.right_eye,
-            "left_eye": l.left_eye,
-            "nose": l.nose,
-            "mouth_right": l.mouth_right,
-            "mouth_left": l.mouth_left,
-        },
-    })
+    f.to_package_json()
 }
 
-const CSV_HEADER: &str = "image,face,score,x1,y1,x2,y2,right_eye_x,right_eye_y,left_eye_x,left_eye_y,nose_x,nose_y,mouth_right_x,mouth_right_y,mouth_left_x,mouth_left_y";
+/// `faces_json` with each face's unrounded box (`"box"`, floats) beside the package's integer
+/// `facial_area`: for tracking and evaluation, where the truncation costs accuracy.
+fn faces_json_with_boxes(faces: &[Face]) -> Value {
+    let mut v = faces_json(faces);
+    if let Some(map) = v.as_object_mut() {
+        for (f, face) in map.values_mut().zip(faces) {
+            if let Some(o) = f.as_object_mut() {
+                o.insert("box".into(), json!(face.facial_area));
+            }
+        }
+    }
+    v
+}
+
+const CSV_HEADER: &str = "image,face,score,x1,y1,x2,y2,right_eye_x,right_eye_y,left_eye_x,left_eye_y,nose_x,nose_y,mouth_right_x,mouth_right_y,mouth_left_x,mouth_left_y,box_x1,box_y1,box_x2,box_y2";
 
 /// RFC 4180 quoting, only where needed.
 fn csv_field(s: &str) -> String {
@@ -443,6 +442,8 @@ fn csv_rows(image: &Path, faces: &[Face]) -> String {
         let mut row = vec![name.clone(), (i + 1).to_string(), f.score.to_string()];
         row.extend(f.facial_area.iter().map(|v| (*v as i64).to_string()));
         row.extend(f.landmarks.points().iter().flatten().map(|v| v.to_string()));
+        // The unrounded box last, so the package-like columns keep their places.
+        row.extend(f.facial_area.iter().map(|v| v.to_string()));
         out.push_str(&row.join(","));
         out.push('\n');
     }
@@ -521,7 +522,7 @@ impl DetectSink<'_> {
             ),
             _ => format!(
                 "{}\n",
-                json!({ "image": path, "faces": faces_json(&faces) })
+                json!({ "image": path, "faces": faces_json_with_boxes(&faces) })
             ),
         };
         print(&text)?;
@@ -1031,7 +1032,35 @@ fn tune(
     Ok(())
 }
 
+/// Gives the process a private runtime directory when it has none (containers, CI, ssh
+/// sessions without a login manager), before any thread starts: Mesa's software driver
+/// otherwise prints "XDG_RUNTIME_DIR is invalid or not set" on every run.
+#[cfg(unix)]
+fn ensure_runtime_dir() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let usable = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .is_some_and(|d| d.is_dir());
+    if usable {
+        return;
+    }
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("retinaface-runtime-{uid}"));
+    let made = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)));
+    if made.is_ok() {
+        // Single-threaded here: nothing reads the environment concurrently.
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
+#[cfg(not(unix))]
+fn ensure_runtime_dir() {}
+
 fn main() -> ExitCode {
+    ensure_runtime_dir();
     // Usage errors (unknown flag, missing argument) exit with 2 from here.
     let cli = Cli::parse();
     let result = match cli.command {

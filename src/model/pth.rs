@@ -923,7 +923,7 @@ pub fn convert_file(input: &std::path::Path, output: &std::path::Path) -> Result
         },
         other => other,
     })?;
-    crate::fetch::write_atomic(output, &c.safetensors)?;
+    crate::fs_atomic::write_atomic(output, &c.safetensors)?;
     Ok(c)
 }
 
