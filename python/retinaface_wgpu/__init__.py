@@ -35,6 +35,7 @@ def _model(model):
         return model
     with _default_lock:
         if _default is None:
+            # The package's own network: its answers, not another model's.
             _default = Detector(model="retinaface")
         return _default
 

@@ -204,12 +204,12 @@ impl Detector {
 
 #[pymethods]
 impl Detector {
-    /// `weights`: a .safetensors, .pth or retina-face .h5 file, else the usual places for
-    /// `model` ("retinaface": the package's own network, found where deepface keeps it;
-    /// "mnet025"; "resnet50"). `resize`: "default" (the package's 1024 / 1980 rule),
+    /// `weights`: a .safetensors, .pth or retina-face .h5 file (its tensors decide the
+    /// network), else the usual places for `model`: "mnet025", "resnet50" or "retinaface"
+    /// (the package's own network, also found where deepface keeps it). `resize`: "default" (the package's 1024 / 1980 rule),
     /// "original" or "max:N".
     #[new]
-    #[pyo3(signature = (weights=None, model="retinaface", threshold=0.9, nms=0.4, resize="default", allow_upscaling=true))]
+    #[pyo3(signature = (weights=None, model="mnet025", threshold=0.9, nms=0.4, resize="default", allow_upscaling=true))]
     fn new(
         py: Python<'_>,
         weights: Option<PathBuf>,
@@ -253,6 +253,120 @@ impl Detector {
         let opts = self.options(threshold, allow_upscaling)?;
         let (_, faces) = self.run(py, image, channels, &opts)?;
         Ok(faces.into_iter().map(|inner| Face { inner }).collect())
+    }
+
+    /// Faces of many images (paths, bytes or arrays, any sizes), one list per image in order;
+    /// up to 3 images are on the GPU at once. A bad image raises for the whole call.
+    #[pyo3(signature = (images, channels="bgr", threshold=None, allow_upscaling=None))]
+    fn detect_batch(
+        &self,
+        py: Python<'_>,
+        images: Vec<Bound<'_, PyAny>>,
+        channels: &str,
+        threshold: Option<f32>,
+        allow_upscaling: Option<bool>,
+    ) -> PyResult<Vec<Vec<Face>>> {
+        let opts = self.options(threshold, allow_upscaling)?;
+        let imgs = images
+            .iter()
+            .map(|i| to_image(i, channels))
+            .collect::<PyResult<Vec<_>>>()?;
+        let results = py.detach(|| self.inner.detect_batch(&imgs, &opts));
+        results
+            .into_iter()
+            .map(|r| {
+                r.map(|faces| faces.into_iter().map(|inner| Face { inner }).collect())
+                    .map_err(to_py)
+            })
+            .collect()
+    }
+
+    /// Aligned face crops as RGB uint8 arrays: `align="ours"` (eyes levelled on an upright
+    /// view of each face, whole face kept; with `target_size=(w, h)` letterboxed) or
+    /// `"package"` (retina-face's own crops, as `RetinaFace.extract_faces`).
+    #[pyo3(signature = (image, channels="bgr", align="ours", expand_face_area=0.0, target_size=None, threshold=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn extract<'py>(
+        &self,
+        py: Python<'py>,
+        image: &Bound<'py, PyAny>,
+        channels: &str,
+        align: &str,
+        expand_face_area: f32,
+        target_size: Option<(u32, u32)>,
+        threshold: Option<f32>,
+    ) -> PyResult<Vec<Bound<'py, PyArray3<u8>>>> {
+        let opts = self.options(threshold, None)?;
+        let crops: Vec<(usize, usize, Vec<u8>)> = match align {
+            "package" => {
+                let (img, faces) = self.run(py, image, channels, &opts)?;
+                let (w, h) = img.dimensions();
+                let expand = expand_face_area.max(0.0) as u32;
+                retinaface::align_package::extract(
+                    img.as_raw(),
+                    w as usize,
+                    h as usize,
+                    &faces,
+                    expand,
+                    true,
+                )
+                .into_iter()
+                .map(|c| (c.height, c.width, c.rgb))
+                .collect()
+            }
+            "ours" | "none" => {
+                let img = to_image(image, channels)?;
+                let eo = retinaface::ExtractOptions {
+                    detect: opts,
+                    align: align == "ours",
+                    expand_face_area,
+                    target_size,
+                    ..Default::default()
+                };
+                py.detach(|| self.inner.extract_faces(&img, &eo))
+                    .map_err(to_py)?
+                    .into_iter()
+                    .map(|c| {
+                        (
+                            c.image.height() as usize,
+                            c.image.width() as usize,
+                            c.image.into_raw(),
+                        )
+                    })
+                    .collect()
+            }
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "align must be \"ours\", \"package\" or \"none\", not {other:?}"
+                )))
+            }
+        };
+        crops
+            .into_iter()
+            .map(|(h, w, rgb)| {
+                numpy::ndarray::Array3::from_shape_vec((h, w, 3), rgb)
+                    .map(|a| a.into_pyarray(py))
+                    .map_err(|e| RetinaFaceError::new_err(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The image (RGB uint8 array) with each face's box, landmarks and score drawn.
+    #[pyo3(signature = (image, channels="bgr", threshold=None))]
+    fn annotate<'py>(
+        &self,
+        py: Python<'py>,
+        image: &Bound<'py, PyAny>,
+        channels: &str,
+        threshold: Option<f32>,
+    ) -> PyResult<Bound<'py, PyArray3<u8>>> {
+        let opts = self.options(threshold, None)?;
+        let (img, faces) = self.run(py, image, channels, &opts)?;
+        let out = retinaface::annotate::annotate(&img, &faces);
+        let (w, h) = out.dimensions();
+        numpy::ndarray::Array3::from_shape_vec((h as usize, w as usize, 3), out.into_raw())
+            .map(|a| a.into_pyarray(py))
+            .map_err(|e| RetinaFaceError::new_err(e.to_string()))
     }
 
     /// The package's `detect_faces` dict as JSON text.

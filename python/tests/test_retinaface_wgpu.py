@@ -198,3 +198,21 @@ def test_extract_faces_target_size_letterboxes(seed_model):
     assert c.shape == (112, 96, 3) and c.dtype == np.float32 and 0.0 <= c.min() and c.max() <= 1.0
     raw = RetinaFace.extract_faces(str(PNG), model=seed_model, allow_upscaling=False, target_size=(112, 96), min_max_norm=False)
     assert raw[0].dtype == np.uint8 and raw[0].shape == (112, 96, 3)
+
+
+def test_native_batch_extract_and_annotate(mnet):
+    paths = [str(DATA / "images" / n) for n in ["small_group.jpg", "no_face.jpg", "tilted_head.png"]]
+    batch = mnet.detect_batch(paths)
+    assert [len(b) for b in batch] == [len(mnet.detect(p)) for p in paths]
+    assert [f.to_dict() for f in batch[0]] == [f.to_dict() for f in mnet.detect(paths[0])]
+    crops = mnet.extract(paths[0], target_size=(96, 112))
+    assert len(crops) == len(batch[0]) and all(c.shape == (112, 96, 3) and c.dtype == np.uint8 for c in crops)
+    package = mnet.extract(paths[0], align="package")
+    assert len(package) == len(batch[0])
+    with pytest.raises(ValueError, match="align"):
+        mnet.extract(paths[0], align="sideways")
+    bgr = retinaface_wgpu.imread(paths[0])
+    drawn = mnet.annotate(bgr)
+    assert drawn.shape == bgr.shape and drawn.dtype == np.uint8
+    assert (drawn != bgr[:, :, ::-1]).any()
+    assert Detector(weights=str(MNET)).model == "mnet025"
