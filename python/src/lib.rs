@@ -105,6 +105,19 @@ fn from_array(a: &PyReadonlyArrayDyn<'_, u8>, bgr: bool) -> PyResult<image::Rgba
         .ok_or_else(|| PyValueError::new_err("image size overflow"))
 }
 
+/// `data` (row-major, `c` per pixel) as a (h, w, c) uint8 numpy array.
+fn array3(
+    py: Python<'_>,
+    h: usize,
+    w: usize,
+    c: usize,
+    data: Vec<u8>,
+) -> PyResult<Bound<'_, PyArray3<u8>>> {
+    numpy::ndarray::Array3::from_shape_vec((h, w, c), data)
+        .map(|a| a.into_pyarray(py))
+        .map_err(|e| RetinaFaceError::new_err(e.to_string()))
+}
+
 /// One detected face.
 #[pyclass(frozen, module = "retinaface_wgpu")]
 struct Face {
@@ -343,11 +356,7 @@ impl Detector {
         };
         crops
             .into_iter()
-            .map(|(h, w, rgb)| {
-                numpy::ndarray::Array3::from_shape_vec((h, w, 3), rgb)
-                    .map(|a| a.into_pyarray(py))
-                    .map_err(|e| RetinaFaceError::new_err(e.to_string()))
-            })
+            .map(|(h, w, rgb)| array3(py, h, w, 3, rgb))
             .collect()
     }
 
@@ -364,9 +373,7 @@ impl Detector {
         let (img, faces) = self.run(py, image, channels, &opts)?;
         let out = retinaface::annotate::annotate(&img, &faces);
         let (w, h) = out.dimensions();
-        numpy::ndarray::Array3::from_shape_vec((h as usize, w as usize, 3), out.into_raw())
-            .map(|a| a.into_pyarray(py))
-            .map_err(|e| RetinaFaceError::new_err(e.to_string()))
+        array3(py, h as usize, w as usize, 3, out.into_raw())
     }
 
     /// The package's `detect_faces` dict as JSON text.
@@ -413,11 +420,7 @@ impl Detector {
         });
         let arrays = crops
             .into_iter()
-            .map(|c| {
-                numpy::ndarray::Array3::from_shape_vec((c.height, c.width, 3), c.rgb)
-                    .map(|a| a.into_pyarray(py))
-                    .map_err(|e| RetinaFaceError::new_err(e.to_string()))
-            })
+            .map(|c| array3(py, c.height, c.width, 3, c.rgb))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((retinaface::face::package_dict(&faces).to_string(), arrays))
     }
@@ -455,9 +458,7 @@ fn _cv_resize<'py>(
         dst_w as f64 / w as f64,
         dst_h as f64 / h as f64,
     );
-    numpy::ndarray::Array3::from_shape_vec((dst_h, dst_w, c), out)
-        .map(|a| a.into_pyarray(py))
-        .map_err(|e| RetinaFaceError::new_err(e.to_string()))
+    array3(py, dst_h, dst_w, c, out)
 }
 
 /// `cv2.imread(path)`: the image as a (H, W, 3) BGR uint8 array, decoded as OpenCV does.
@@ -466,9 +467,7 @@ fn imread<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyArray3<u
     let img = retinaface::image_io::load_path(&path).map_err(to_py)?;
     let (w, h) = img.dimensions();
     let bgr: Vec<u8> = img.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
-    numpy::ndarray::Array3::from_shape_vec((h as usize, w as usize, 3), bgr)
-        .map(|a| a.into_pyarray(py))
-        .map_err(|e| RetinaFaceError::new_err(e.to_string()))
+    array3(py, h as usize, w as usize, 3, bgr)
 }
 
 #[pymodule]
