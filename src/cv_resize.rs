@@ -79,15 +79,30 @@ pub fn resize_linear(
         }
     };
     let mut out = vec![0u8; width * dst_h];
+    // The horizontal pass of the two source rows an output row reads, kept while the next
+    // output rows read the same ones (as OpenCV's ring of row buffers does).
     let (mut r0, mut r1) = (vec![0i32; width], vec![0i32; width]);
+    let mut have: [Option<usize>; 2] = [None, None];
     for dy in 0..dst_h {
         let f = ((dy as f64 + 0.5) * scale_y - 0.5) as f32;
         let sy = f.floor() as i64;
         let fy = f - sy as f32;
         let (b0, b1) = (coef(1.0 - fy), coef(fy));
         let clamp = |y: i64| y.clamp(0, src.height as i64 - 1) as usize;
-        row(clamp(sy), &mut r0);
-        row(clamp(sy + 1), &mut r1);
+        let (y0, y1) = (clamp(sy), clamp(sy + 1));
+        if have[0] != Some(y0) {
+            if have[1] == Some(y0) {
+                std::mem::swap(&mut r0, &mut r1);
+                have = [Some(y0), None];
+            } else {
+                row(y0, &mut r0);
+                have[0] = Some(y0);
+            }
+        }
+        if have[1] != Some(y1) {
+            row(y1, &mut r1);
+            have[1] = Some(y1);
+        }
         let o = &mut out[dy * width..(dy + 1) * width];
         for x in 0..width {
             o[x] = vertical(r0[x], r1[x], b0, b1);

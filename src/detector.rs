@@ -311,7 +311,7 @@ impl Detector {
                 min: MIN_SIDE,
             });
         }
-        let (r, step) = resample(opts, self.packed.model, w, h);
+        let (r, step, _) = resample(opts, self.packed.model, w, h);
         let view = texture.create_view(&Default::default());
         Ok(self.run(r, Input::Texture(&view), opts, step, false)?.0)
     }
@@ -346,11 +346,10 @@ impl Detector {
                 min: MIN_SIDE,
             });
         }
-        let (r, step) = resample(opts, self.packed.model, w, h);
+        let (r, step, factor) = resample(opts, self.packed.model, w, h);
         if r.format != InputFormat::RgbRaw || (r.dst_w, r.dst_h) == (w, h) {
             return Ok((r, step, std::borrow::Cow::Borrowed(image.as_raw())));
         }
-        let factor = opts.scaling(w, h).exact_factor;
         let bgr: Vec<u8> = image.pixels().flat_map(|p| [p[2], p[1], p[0]]).collect();
         let src = crate::cv_resize::Image {
             data: &bgr,
@@ -609,7 +608,8 @@ impl Detector {
 }
 
 /// The resampling of a `w x h` image under `opts`, and original pixels per network pixel.
-fn resample(opts: &DetectOptions, model: Model, w: u32, h: u32) -> (Resample, f32) {
+/// Also the resize factor in f64, as the package computes it (OpenCV resizes with it).
+fn resample(opts: &DetectOptions, model: Model, w: u32, h: u32) -> (Resample, f32, f64) {
     let s = opts.scaling(w, h);
     let step = 1.0 / s.factor;
     let r = Resample {
@@ -621,7 +621,7 @@ fn resample(opts: &DetectOptions, model: Model, w: u32, h: u32) -> (Resample, f3
         scale_y: step,
         format: model.input_format(),
     };
-    (r, step)
+    (r, step, s.exact_factor)
 }
 
 /// BGR pixels to the network input's layout, which has a fourth, zero channel.

@@ -159,17 +159,8 @@ pub fn fetch_weights(model: Model, opts: &FetchOptions) -> Result<Fetched> {
         )));
     }
     let tensors = if is_h5 {
-        let mut t = Vec::new();
-        for (name, tensor) in crate::model::h5::read(&bytes)
+        crate::model::h5::read_f32(&bytes)
             .map_err(|e| failed(format!("not usable Keras weights: {e}")))?
-        {
-            t.push((
-                name.clone(),
-                tensor.map_err(|d| failed(format!("tensor `{name}` is {d}, not float32")))?,
-            ));
-        }
-        t.sort_by(|a, b| a.0.cmp(&b.0));
-        t
     } else {
         pth::read(&bytes).map_err(|e| failed(format!("not a usable checkpoint: {e}")))?
     };

@@ -294,12 +294,7 @@ fn convert_keeps_the_content_hash_and_model_retinaface_finds_deepfaces_file() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The content hash of the source's tensors (names and layout as converted) is the file's.
-    let mut tensors: Vec<_> = retinaface::model::h5::read(&std::fs::read(&h5).unwrap())
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| (n, t.unwrap()))
-        .collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let tensors = retinaface::model::h5::read_f32(&std::fs::read(&h5).unwrap()).unwrap();
     let hash = retinaface::model::content_hash::of_tensors(&tensors);
     assert!(stdout.contains(&hash), "{stdout}");
     assert!(stdout.contains("retinaface"), "{stdout}");
@@ -520,13 +515,7 @@ fn extract_align_package_gives_the_packages_crops() {
 #[test]
 fn the_pytorch_port_checkpoint_is_the_same_network() {
     let h5 = std::fs::read(seed().join("retinaface_r50_random.h5")).unwrap();
-    let mut tensors: Vec<(String, retinaface::model::weights::Tensor)> =
-        retinaface::model::h5::read(&h5)
-            .unwrap()
-            .into_iter()
-            .map(|(n, t)| (n, t.unwrap()))
-            .collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let tensors = retinaface::model::h5::read_f32(&h5).unwrap();
     let pth = torch_save::legacy_file_of(
         &tensors
             .iter()

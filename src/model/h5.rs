@@ -125,6 +125,20 @@ pub fn read(bytes: &[u8]) -> Result<HashMap<String, Result<Tensor, String>>> {
     Ok(out)
 }
 
+/// [`read`] as a state dict of float32 tensors in name order (what a checkpoint converter
+/// and the content hash take); a non-float32 dataset is [`Error::TensorDtype`].
+pub fn read_f32(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    let mut tensors = read(bytes)?
+        .into_iter()
+        .map(|(name, t)| match t {
+            Ok(t) => Ok((name, t)),
+            Err(dtype) => Err(Error::TensorDtype { name, found: dtype }),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(tensors)
+}
+
 /// The PyTorch port's state-dict name of Keras layer `layer`'s weight `kind` (spec §6.3).
 pub fn torch_name(layer: &str, kind: &str) -> Option<String> {
     let suffix = match kind {

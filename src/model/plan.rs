@@ -312,22 +312,25 @@ impl NetPlan {
                     src,
                     size,
                     row_offset,
-                } if k.conv.path == KernelPath::Subgroup => conv::step(
-                    ctx,
-                    &k.conv,
-                    &format!("heads.{level}"),
-                    head_shape(size, graph.tensors[*src].c),
-                    tuning.variant(k.conv.path, &head_shape(size, graph.tensors[*src].c)),
-                    Activation::None,
-                    source(*src),
-                    weights,
-                    packed.heads[*level],
-                    conv::Target {
-                        buffer: &raw,
-                        channels: (heads::ANCHORS * ROW) as u32,
-                        offset: *row_offset * ROW as u32,
-                    },
-                ),
+                } if k.conv.path == KernelPath::Subgroup => {
+                    let shape = head_shape(size, graph.tensors[*src].c);
+                    conv::step(
+                        ctx,
+                        &k.conv,
+                        &format!("heads.{level}"),
+                        shape,
+                        tuning.variant(k.conv.path, &shape),
+                        Activation::None,
+                        source(*src),
+                        weights,
+                        packed.heads[*level],
+                        conv::Target {
+                            buffer: &raw,
+                            channels: (heads::ANCHORS * ROW) as u32,
+                            offset: *row_offset * ROW as u32,
+                        },
+                    )
+                }
                 Op::Heads {
                     level,
                     src,

@@ -887,15 +887,7 @@ pub struct Converted {
 pub fn convert(bytes: &[u8], source: Option<&str>) -> Result<Converted> {
     if super::h5::is_hdf5(bytes) {
         // retina-face's Keras weights: already named as its PyTorch port and in OIHW.
-        let mut tensors = Vec::new();
-        for (name, t) in super::h5::read(bytes)? {
-            match t {
-                Ok(t) => tensors.push((name, t)),
-                Err(dtype) => return Err(Error::TensorDtype { name, found: dtype }),
-            }
-        }
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        return convert_tensors(&tensors, source);
+        return convert_tensors(&super::h5::read_f32(bytes)?, source);
     }
     convert_tensors(&read(bytes)?, source)
 }
