@@ -478,3 +478,290 @@ fn profile_prints_gpu_time_per_shader() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_object().unwrap().len(), 3);
 }
+
+/// A directory of `n` names for one small PNG (hard links: a few hundred files cost one
+/// file's disk), made from small_group.jpg at `width` pixels wide so its faces stay findable.
+fn many_copies(test: &str, n: usize, width: u32) -> std::path::PathBuf {
+    let dir = out_dir(test);
+    let photo = image::open(testdata().join("images/small_group.jpg")).unwrap();
+    let height = photo.height() * width / photo.width();
+    let small = photo.resize_exact(width, height, image::imageops::FilterType::Triangle);
+    let first = dir.join("img00000.png");
+    small.to_rgb8().save(&first).unwrap();
+    for i in 1..n {
+        std::fs::hard_link(&first, dir.join(format!("img{i:05}.png"))).unwrap();
+    }
+    dir
+}
+
+/// Runs the command to its end and returns its output with its peak resident memory in KiB,
+/// read from the kernel's rusage for exactly this child (`wait4`; a process-wide
+/// RUSAGE_CHILDREN would mix in the children of tests running beside it).
+#[cfg(target_os = "linux")]
+// The child is reaped by wait4 below, which std's Child cannot see.
+#[allow(clippy::zombie_processes)]
+fn output_and_peak_rss(mut cmd: Command) -> (std::process::Output, i64) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).map(|_| v)
+    });
+    let mut stderr = Vec::new();
+    err.read_to_end(&mut stderr).unwrap();
+    let stdout = stdout.join().unwrap().unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in; the pid is our own unreaped child
+    // (std's Child is not waited on afterwards).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    let output = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout,
+        stderr,
+    };
+    (output, usage.ru_maxrss)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_directory_of_hundreds_of_images_streams_in_bounded_memory() {
+    // 640 px wide: 1.1 MiB per decoded RGBA image, so holding 200 of them would add some
+    // 220 MiB; the network sees each at 160 px (`max:160`), which keeps the test quick.
+    let dir = many_copies("many", 200, 640);
+    let run = |n: usize| {
+        let mut cmd = cli();
+        cmd.args(["detect", "--resize", "max:160", "--threshold", "0.5"]);
+        if n == 1 {
+            cmd.arg(dir.join("img00000.png"));
+        } else {
+            cmd.arg(&dir);
+        }
+        output_and_peak_rss(cmd)
+    };
+    let (one, one_rss) = run(1);
+    ok(&one);
+    let (all, all_rss) = run(200);
+    ok(&all);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&all.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 200);
+    let single: serde_json::Value = serde_json::from_slice(&one.stdout).unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let name = format!("img{i:05}.png");
+        assert!(line["image"].as_str().unwrap().ends_with(&name), "{line}");
+        assert_eq!(
+            line["faces"].as_object().unwrap().len(),
+            single.as_object().unwrap().len()
+        );
+    }
+    assert!(
+        all_rss - one_rss < 64 * 1024,
+        "200 images peaked at {all_rss} KiB, one at {one_rss} KiB: images are being held"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_run_quietly_by_sigpipe() {
+    use std::io::BufRead;
+    use std::os::unix::io::AsRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let dir = many_copies("pipe", 40, 160);
+    let mut child = cli()
+        .args(["detect", "--resize", "original", "--threshold", "0.5"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The smallest pipe buffer (one page), so 40 lines cannot all fit into it before we
+    // close it: the CLI is certain to write into a closed pipe.
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
+    unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("img00000.png"), "{first}");
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "ends as `cat` would (the shell shows 141), not {:?}",
+        out.status
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "nothing said");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_are_reported_and_the_other_images_processed() {
+    use std::os::unix::fs::symlink;
+    let dir = out_dir("loops");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::copy(image("small_group.jpg"), dir.join("a.jpg")).unwrap();
+    std::fs::copy(image("no_face.jpg"), dir.join("sub/b.jpg")).unwrap();
+    // A directory link back up the tree, and a file link onto itself (ELOOP on open).
+    symlink("..", dir.join("sub/up")).unwrap();
+    symlink("self.jpg", dir.join("self.jpg")).unwrap();
+    let out = cli()
+        .args(["detect", "--threshold", "0.5", "--resize", "max:640"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the loops are failures");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let images: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let p = std::path::PathBuf::from(v["image"].as_str().unwrap());
+            p.strip_prefix(&dir).unwrap().display().to_string()
+        })
+        .collect();
+    assert_eq!(
+        images,
+        ["a.jpg", "sub/b.jpg"],
+        "each image once, in name order"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sub/up: symlink loop"),
+        "directory loop: {stderr}"
+    );
+    assert!(
+        stderr.contains("self.jpg: cannot read: Too many levels of symbolic links"),
+        "file loop: {stderr}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unreadable_subdirectory_is_reported_and_the_rest_processed() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = out_dir("unreadable");
+    std::fs::create_dir_all(dir.join("b_locked")).unwrap();
+    std::fs::copy(image("small_group.jpg"), dir.join("a.jpg")).unwrap();
+    std::fs::copy(image("no_face.jpg"), dir.join("b_locked/x.jpg")).unwrap();
+    std::fs::copy(image("no_face.jpg"), dir.join("c.jpg")).unwrap();
+    std::fs::set_permissions(dir.join("b_locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = cli();
+    cmd.args(["detect", "--threshold", "0.5", "--resize", "max:640"])
+        .arg(&dir);
+    // Tests run as root on CI, and mode 000 does not stop root: CAP_DAC_OVERRIDE and
+    // CAP_DAC_READ_SEARCH (capabilities 1 and 2) bypass it. Dropping both from the child's
+    // bounding set before exec leaves it root without them, so the directory is unreadable
+    // to it for real. A non-root user has neither to drop, and mode 000 stops it anyway.
+    // SAFETY: only prctl and geteuid run between fork and exec; neither allocates.
+    unsafe {
+        cmd.pre_exec(|| {
+            for cap in [1, 2] {
+                if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && libc::geteuid() == 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = cmd
+        .output()
+        .expect("spawn without the DAC override capabilities");
+    std::fs::set_permissions(dir.join("b_locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the locked directory is a failure"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = stdout
+        .lines()
+        .map(|l| {
+            if l.contains("/a.jpg\"") {
+                "a.jpg"
+            } else if l.contains("/c.jpg\"") {
+                "c.jpg"
+            } else {
+                l
+            }
+        })
+        .collect();
+    assert_eq!(names, ["a.jpg", "c.jpg"], "the others are processed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("b_locked: cannot list directory: Permission denied"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_name_that_is_not_utf8_is_read_and_listed_lossily() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = out_dir("non-utf8");
+    // "café.jpg" in Latin-1: 0xE9 alone is not UTF-8.
+    let name = OsStr::from_bytes(b"caf\xe9.jpg");
+    std::fs::copy(image("small_group.jpg"), dir.join(name)).unwrap();
+    let pictures = dir.join("annotated");
+    let out = cli()
+        .args([
+            "detect",
+            "--threshold",
+            "0.5",
+            "--resize",
+            "max:640",
+            "--annotate",
+        ])
+        .arg(&pictures)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["image"].as_str().unwrap().ends_with("caf\u{FFFD}.jpg"),
+        "{v}"
+    );
+    assert_eq!(v["faces"].as_object().unwrap().len(), 3);
+    // The picture keeps the name's real bytes.
+    assert!(pictures
+        .join(OsStr::from_bytes(b"caf\xe9_annotated.png"))
+        .is_file());
+    // Named directly, as one image: retina-face's object, CSV with the lossy name.
+    let out = cli()
+        .args([
+            "detect",
+            "--output",
+            "csv",
+            "--threshold",
+            "0.5",
+            "--resize",
+            "max:640",
+        ])
+        .arg(dir.join(name))
+        .output()
+        .unwrap();
+    ok(&out);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(
+        csv.lines().nth(1).unwrap().contains("caf\u{FFFD}.jpg,1,"),
+        "{csv}"
+    );
+}

@@ -32,7 +32,7 @@ pub struct AnnotateArgs {
 pub fn run(args: AnnotateArgs) -> Result<bool, Fatal> {
     check_stdin(&args.images)?;
     let (detector, options) = args.detection.detector()?;
-    let target = OutTarget::new(&args.out, args.images.len())?;
+    let target = OutTarget::new(&args.out, args.images.len() == 1)?;
     let mut stems = Stems::default();
     let mut all_ok = true;
     for path in &args.images {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::console::outln;
 use retinaface::{DetectOptions, Detector, Resize};
 
 use crate::fatal::Fatal;
@@ -78,28 +80,28 @@ pub fn run(args: BenchArgs) -> Result<bool, Fatal> {
     }
     let wall = start.elapsed().as_secs_f64() * 1e3 / args.runs.max(1) as f64;
     let s = options.scaling(image.width(), image.height());
-    println!(
+    outln!(
         "image {}x{}, network input {}x{}, {faces} faces",
         image.width(),
         image.height(),
         s.net_w,
         s.net_h
     );
-    println!(
+    outln!(
         "wall time per detect: {wall:.2} ms ({} runs)",
         args.runs.max(1)
     );
     let (shared, own) = detector.activation_bytes(s.net_w, s.net_h);
-    println!(
+    outln!(
         "activation buffers: {:.1} MiB ({:.1} MiB if every tensor had its own)",
         shared as f64 / (1 << 20) as f64,
         own as f64 / (1 << 20) as f64
     );
     let (_, profile) = detector.detect_profiled(&image, &options)?;
     if profile.steps.is_empty() {
-        println!("no GPU timestamps on this adapter");
+        outln!("no GPU timestamps on this adapter");
     } else {
-        println!("GPU time per shader (one detect, each dispatch in its own timestamped pass):\n{profile}");
+        outln!("GPU time per shader (one detect, each dispatch in its own timestamped pass):\n{profile}");
     }
     Ok(true)
 }
@@ -115,7 +117,7 @@ fn tune(
     let budget = std::time::Duration::from_secs_f64(budget_s.max(0.0));
     let t0 = std::time::Instant::now();
     let report = detector.tune(s.net_w, s.net_h, budget)?;
-    println!(
+    outln!(
         "tuned {} conv shapes at {}x{} in {:.1} s (ms per dispatch; * = chosen, r = the rule table's)",
         report.len(),
         s.net_w,
@@ -136,7 +138,7 @@ fn tune(
                 format!("{}{mark} {ms:.3}", v.name())
             })
             .collect();
-        println!(
+        outln!(
             "  {:<22} {:>4}x{:<4} {:>4}->{:<4} k{} s{}  {}",
             m.layer,
             m.shape.in_w,
@@ -151,7 +153,7 @@ fn tune(
     match retinaface::tuning::Tuning::default_file() {
         Some(file) => {
             detector.tuning().save(&file, &detector.tuning_key())?;
-            println!(
+            outln!(
                 "saved for {:?} in {}",
                 detector.tuning_key(),
                 file.display()

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::console::outln;
+use crate::fatal::Fatal;
+
 /// `retinaface convert --help`'s closing text.
 pub const AFTER_HELP: &str = "Example:\n  retinaface convert mobilenet0.25_Final.pth retinaface_mnet025.safetensors\n\nOnly a state dict's tensors are read: a checkpoint that refers to any other Python\nglobal is refused, so converting never runs code. Prints the model and the content hash.\n\nExit codes: 0 converted, 2 unreadable, unsafe or not a RetinaFace state dict.";
 
@@ -27,9 +30,9 @@ pub fn hash_note(model: retinaface::Model, hash: &str) -> String {
     }
 }
 
-pub fn run<E: From<retinaface::Error>>(args: ConvertArgs) -> Result<bool, E> {
+pub fn run(args: ConvertArgs) -> Result<bool, Fatal> {
     let c = retinaface::model::pth::convert_file(&args.input, &args.output)?;
-    println!(
+    outln!(
         "{} -> {}: {} ({}), {} tensors",
         args.input.display(),
         args.output.display(),
@@ -37,7 +40,7 @@ pub fn run<E: From<retinaface::Error>>(args: ConvertArgs) -> Result<bool, E> {
         c.model.description(),
         c.tensors
     );
-    println!(
+    outln!(
         "content hash {} ({})",
         c.content_hash,
         hash_note(c.model, &c.content_hash)

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use crate::console::{print, report};
 use crate::detection_args::DetectionArgs;
 use crate::fatal::Fatal;
-use crate::formats::face_json;
+use crate::formats::{display_name, face_json};
 use crate::inputs::{check_stdin, load};
-use crate::out_files::{check_png, create_dir, save_png, Stems};
+use crate::out_files::{check_png, create_dir, png_name, save_png, Stems};
 
 /// `retinaface extract --help`'s closing text.
 pub const AFTER_HELP: &str = "Examples:\n  retinaface extract photo.jpg --out crops/\n  retinaface extract --expand-face-area 20 --target-size 224x224 photo.jpg --out crops/\n  retinaface extract --arcface a.jpg b.jpg --out crops/ --strip crops/all.png\n\nFiles are named STEM_faceN.png (N from 1, by descending score). One JSON line per image\non stdout lists them.\n\nExit codes: 0 all images done, 1 some image failed, 2 usage or setup error.";
@@ -103,7 +103,7 @@ pub fn run(args: ExtractArgs) -> Result<bool, Fatal> {
         let stem = stems.unique(path);
         let mut listed = Vec::new();
         for (i, crop) in crops.iter().enumerate() {
-            let file = args.out.join(format!("{stem}_face{}.png", i + 1));
+            let file = args.out.join(png_name(&stem, &format!("face{}", i + 1)));
             if let Err(e) = save_png(&crop.image, &file) {
                 report(path, e);
                 all_ok = false;
@@ -111,7 +111,10 @@ pub fn run(args: ExtractArgs) -> Result<bool, Fatal> {
             }
             listed.push(crop_json(i, crop, &file));
         }
-        print(&format!("{}\n", json!({ "image": path, "crops": listed })))?;
+        print(&format!(
+            "{}\n",
+            json!({ "image": display_name(path), "crops": listed })
+        ))?;
         if args.strip.is_some() {
             strip.extend(crops.into_iter().map(|c| c.image));
         }
@@ -168,12 +171,12 @@ fn extract_package(
             let image = RgbImage::from_raw(crop.width as u32, crop.height as u32, crop.rgb.clone());
             match image.filter(|_| crop.width > 0 && crop.height > 0) {
                 Some(image) => {
-                    let file = args.out.join(format!("{stem}_face{}.png", i + 1));
+                    let file = args.out.join(png_name(&stem, &format!("face{}", i + 1)));
                     if let Err(e) = save_png(&image, &file) {
                         report(path, e);
                         all_ok = false;
                     }
-                    o.insert("file".into(), json!(file));
+                    o.insert("file".into(), json!(display_name(&file)));
                     strip.push(image);
                 }
                 None => {
@@ -182,7 +185,10 @@ fn extract_package(
             }
             listed.push(v);
         }
-        print(&format!("{}\n", json!({ "image": path, "crops": listed })))?;
+        print(&format!(
+            "{}\n",
+            json!({ "image": display_name(path), "crops": listed })
+        ))?;
     }
     if let Some(file) = &args.strip {
         if let Err(e) = save_png(&side_by_side(&strip), file) {
@@ -197,7 +203,7 @@ fn crop_json(i: usize, crop: &FaceCrop, file: &Path) -> Value {
     let mut v = face_json(&crop.face);
     let o = v.as_object_mut().expect("face_json is an object");
     o.insert("face".into(), json!(format!("face_{}", i + 1)));
-    o.insert("file".into(), json!(file));
+    o.insert("file".into(), json!(display_name(file)));
     o.insert("width".into(), json!(crop.image.width()));
     o.insert("height".into(), json!(crop.image.height()));
     o.insert("angle".into(), json!(crop.angle));

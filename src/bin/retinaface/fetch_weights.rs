@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::console::outln;
+use crate::fatal::Fatal;
+
 use crate::convert::hash_note;
 
 /// `retinaface fetch-weights --help`'s closing text.
@@ -26,7 +29,7 @@ pub struct FetchWeightsArgs {
     force: bool,
 }
 
-pub fn run<E: From<retinaface::Error>>(args: FetchWeightsArgs) -> Result<bool, E> {
+pub fn run(args: FetchWeightsArgs) -> Result<bool, Fatal> {
     use retinaface::fetch::{fetch_weights, resolve_url, FetchOptions};
     let opts = FetchOptions {
         backup_url: None,
@@ -42,15 +45,15 @@ pub fn run<E: From<retinaface::Error>>(args: FetchWeightsArgs) -> Result<bool, E
     );
     let f = fetch_weights(args.model, &opts)?;
     if f.downloaded == 0 {
-        println!("already installed: {}", f.path.display());
+        outln!("already installed: {}", f.path.display());
     } else {
-        println!(
+        outln!(
             "installed {} ({} bytes downloaded)",
             f.path.display(),
             f.downloaded
         );
     }
-    println!(
+    outln!(
         "content hash {} ({})",
         f.content_hash,
         hash_note(f.model, &f.content_hash)

@@ -29,6 +29,12 @@ pub fn faces_json_with_boxes(faces: &[Face]) -> Value {
     v
 }
 
+/// A path as JSON and CSV show it. Names that are not UTF-8 get U+FFFD where their bad bytes
+/// were: the file is still read under its real name, only the listing is lossy.
+pub fn display_name(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 pub const CSV_HEADER: &str = "image,face,score,x1,y1,x2,y2,right_eye_x,right_eye_y,left_eye_x,left_eye_y,nose_x,nose_y,mouth_right_x,mouth_right_y,mouth_left_x,mouth_left_y,box_x1,box_y1,box_x2,box_y2";
 
 /// RFC 4180 quoting, only where needed.
@@ -41,7 +47,7 @@ fn csv_field(s: &str) -> String {
 }
 
 pub fn csv_rows(image: &Path, faces: &[Face]) -> String {
-    let name = csv_field(&image.display().to_string());
+    let name = csv_field(&display_name(image));
     let mut out = String::new();
     for (i, f) in faces.iter().enumerate() {
         let mut row = vec![name.clone(), (i + 1).to_string(), f.score.to_string()];

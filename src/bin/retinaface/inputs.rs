@@ -35,30 +35,119 @@ pub fn load(path: &Path) -> retinaface::Result<RgbaImage> {
     }
 }
 
-/// The images named on the command line, with each directory replaced by its JPEG and PNG
-/// files in name order.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Fatal> {
-    let mut out = Vec::new();
-    for p in paths {
-        if !p.is_dir() {
-            out.push(p.clone());
-            continue;
-        }
-        let entries =
-            std::fs::read_dir(p).map_err(|e| Fatal(format!("cannot list {}: {e}", p.display())))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| {
-                let ext = f
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                f.is_file() && matches!(ext.as_str(), "jpg" | "jpeg" | "png")
-            })
-            .collect();
-        files.sort();
-        out.extend(files);
+/// Whether a directory entry is one of the images `detect` reads from directories.
+fn is_image_name(path: &Path) -> bool {
+    let ext = path.extension().map(|e| e.to_ascii_lowercase());
+    matches!(
+        ext.as_ref().and_then(|e| e.to_str()),
+        Some("jpg" | "jpeg" | "png")
+    )
+}
+
+/// The image paths a list of arguments names, found as they are consumed: each file as given,
+/// each directory walked depth-first with its entries in name order (symlinks followed).
+/// Only the listings of the directories on the current path are held, never the whole tree,
+/// so a directory of 10,000 photos costs 10,000 paths and nothing is decoded here.
+///
+/// Yields `Err((path, reason))` for what cannot be walked (an unreadable directory, a symlink
+/// loop, an entry that cannot be examined); the caller reports it and the walk goes on.
+pub struct Walk {
+    args: std::vec::IntoIter<PathBuf>,
+    /// The open directories, outermost first: their identity (for loop detection) and the
+    /// entries not yet visited.
+    open: Vec<(DirId, std::vec::IntoIter<PathBuf>)>,
+}
+
+/// A directory's device and inode: the same directory reached again through a symlink has
+/// the same pair, whatever the path says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct DirId(u64, u64);
+
+impl DirId {
+    #[cfg(unix)]
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        DirId(meta.dev(), meta.ino())
     }
-    Ok(out)
+
+    // No inode numbers: loops are then caught only by the OS's own symlink depth limit.
+    #[cfg(not(unix))]
+    fn of(_: &std::fs::Metadata) -> Self {
+        DirId(0, 0)
+    }
+}
+
+pub type WalkError = (PathBuf, String);
+
+impl Walk {
+    pub fn new(args: Vec<PathBuf>) -> Self {
+        Walk {
+            args: args.into_iter(),
+            open: Vec::new(),
+        }
+    }
+
+    /// Opens a directory for walking, unless it is one already open (a symlink pointing back
+    /// up the tree) or cannot be listed.
+    fn enter(&mut self, dir: PathBuf, meta: &std::fs::Metadata) -> Result<(), WalkError> {
+        let id = DirId::of(meta);
+        if cfg!(unix) && self.open.iter().any(|(open, _)| *open == id) {
+            return Err((
+                dir,
+                "symlink loop (leads back to a directory being walked); skipped".into(),
+            ));
+        }
+        let listing = std::fs::read_dir(&dir).and_then(|entries| {
+            entries
+                .map(|e| e.map(|e| e.path()))
+                .collect::<std::io::Result<Vec<_>>>()
+        });
+        match listing {
+            Ok(mut entries) => {
+                entries.sort();
+                self.open.push((id, entries.into_iter()));
+                Ok(())
+            }
+            Err(e) => Err((dir, format!("cannot list directory: {e}"))),
+        }
+    }
+}
+
+impl Iterator for Walk {
+    type Item = Result<PathBuf, WalkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let Some((_, entries)) = self.open.last_mut() else {
+                // Arguments are taken as given: a file of any name is read (and its decoder
+                // says what is wrong with it), `-` is stdin.
+                let arg = self.args.next()?;
+                match std::fs::metadata(&arg) {
+                    Ok(meta) if meta.is_dir() => match self.enter(arg, &meta) {
+                        Ok(()) => continue,
+                        Err(e) => return Some(Err(e)),
+                    },
+                    _ => return Some(Ok(arg)),
+                }
+            };
+            let Some(entry) = entries.next() else {
+                self.open.pop();
+                continue;
+            };
+            match std::fs::metadata(&entry) {
+                Ok(meta) if meta.is_dir() => match self.enter(entry, &meta) {
+                    Ok(()) => continue,
+                    Err(e) => return Some(Err(e)),
+                },
+                Ok(meta) if meta.is_file() && is_image_name(&entry) => return Some(Ok(entry)),
+                Ok(_) => continue,
+                // A dangling link named notes.txt is nobody's image; one named x.jpg, or a
+                // link that loops onto itself, is worth a word.
+                Err(e) if is_image_name(&entry) || e.kind() != std::io::ErrorKind::NotFound => {
+                    return Some(Err((entry, format!("cannot read: {e}"))))
+                }
+                Err(_) => continue,
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Where output pictures go and how they are named and written.
 
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
@@ -8,31 +9,40 @@ use image::RgbImage;
 use crate::fatal::Fatal;
 use crate::inputs::is_stdin;
 
-/// The name output files are derived from: the file stem, `stdin` for `-`.
-fn stem(path: &Path) -> String {
+/// The name output files are derived from: the file stem, `stdin` for `-`. Kept as an OS
+/// string so a name that is not UTF-8 gives output files with the same bytes.
+fn stem(path: &Path) -> OsString {
     if is_stdin(path) {
         return "stdin".into();
     }
     path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
+        .map(OsStr::to_os_string)
         .unwrap_or_else(|| "image".into())
 }
 
 /// Stems made unique within a run: `a/x.jpg` and `b/x.jpg` write `x_*` and `x-2_*`.
 #[derive(Default)]
-pub struct Stems(HashSet<String>);
+pub struct Stems(HashSet<OsString>);
 
 impl Stems {
-    pub fn unique(&mut self, path: &Path) -> String {
+    pub fn unique(&mut self, path: &Path) -> OsString {
         let base = stem(path);
         let mut name = base.clone();
         let mut k = 2;
         while !self.0.insert(name.clone()) {
-            name = format!("{base}-{k}");
+            name = base.clone();
+            name.push(format!("-{k}"));
             k += 1;
         }
         name
     }
+}
+
+/// `STEM_SUFFIX.png`, the stem's bytes kept as they are.
+pub fn png_name(stem: &OsStr, suffix: &str) -> OsString {
+    let mut name = stem.to_os_string();
+    name.push(format!("_{suffix}.png"));
+    name
 }
 
 /// Where pictures go: one named file, or a directory of `STEM_suffix.png`.
@@ -44,9 +54,9 @@ pub enum OutTarget {
 impl OutTarget {
     /// A file when there is one image and `out` is not an existing directory (nor ends in
     /// `/`); a directory otherwise, created if missing.
-    pub fn new(out: &Path, images: usize) -> Result<Self, Fatal> {
+    pub fn new(out: &Path, one_image: bool) -> Result<Self, Fatal> {
         let dir_like = out.is_dir() || out.as_os_str().to_string_lossy().ends_with('/');
-        if images == 1 && !dir_like {
+        if one_image && !dir_like {
             check_png(out)?;
             return Ok(OutTarget::File(out.to_path_buf()));
         }
@@ -60,10 +70,10 @@ impl OutTarget {
         Ok(OutTarget::Dir(out.to_path_buf()))
     }
 
-    pub fn path(&self, stem: &str, suffix: &str) -> PathBuf {
+    pub fn path(&self, stem: &OsStr, suffix: &str) -> PathBuf {
         match self {
             OutTarget::File(p) => p.clone(),
-            OutTarget::Dir(d) => d.join(format!("{stem}_{suffix}.png")),
+            OutTarget::Dir(d) => d.join(png_name(stem, suffix)),
         }
     }
 }
