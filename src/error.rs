@@ -117,6 +117,15 @@ pub enum Error {
 
     #[error("cannot write {path}: {reason}")]
     WriteFile { path: PathBuf, reason: String },
+
+    #[error("cannot read MATLAB file{}: {reason}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    MatFile {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+
+    #[error("WIDER FACE evaluation: {path}: {reason}")]
+    WiderFace { path: PathBuf, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

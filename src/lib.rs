@@ -14,6 +14,7 @@ pub mod annotate;
 pub mod cv_resize;
 pub mod detector;
 pub mod error;
+pub mod eval;
 pub mod face;
 pub mod fetch;
 pub mod fs_atomic;
