@@ -126,6 +126,17 @@ pub enum Error {
 
     #[error("WIDER FACE evaluation: {path}: {reason}")]
     WiderFace { path: PathBuf, reason: String },
+
+    #[error("`{program}` was not found on PATH: video is read and written through the ffmpeg program; install it (Debian/Ubuntu: `apt-get install ffmpeg`, Fedora: `dnf install ffmpeg`, macOS: `brew install ffmpeg`, Windows: `winget install ffmpeg`, or https://ffmpeg.org/download.html) and run again")]
+    ToolNotFound { program: String },
+
+    #[error("video {path}: {reason}; {frames} frames were decoded before that (is the file truncated or corrupt, or not a video ffmpeg can read?)")]
+    Video {
+        path: PathBuf,
+        /// Frames decoded and handed out before the failure.
+        frames: u64,
+        reason: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -25,6 +25,7 @@ pub mod ops;
 pub mod options;
 pub mod profile;
 pub mod tuning;
+pub mod video;
 
 pub use align::{ExtractOptions, FaceCrop};
 pub use detector::Detector;

@@ -19,6 +19,7 @@ mod annotate;
 mod bench;
 mod convert;
 mod detect;
+mod detect_video;
 mod extract;
 mod fetch_weights;
 mod info;
@@ -31,6 +32,7 @@ use clap::{Parser, Subcommand};
 const AFTER_HELP: &str = "\
 Examples:
   retinaface detect photo.jpg                           faces as retina-face's JSON object
+  retinaface detect clip.mp4                            one JSON line per video frame (ffmpeg)
   retinaface detect --output csv a.jpg b.png > f.csv    one CSV row per face
   cat photo.jpg | retinaface detect -                   the image from stdin
   retinaface annotate photo.jpg --out annotated.png     boxes, landmarks and scores drawn
