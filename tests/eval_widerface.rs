@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use retinaface::eval::mat::{Data, MatFile};
 use retinaface::eval::widerface::{
@@ -575,4 +576,200 @@ fn missing_and_duplicate_prediction_files_are_errors_that_say_which() {
     let e = Predictions::load_dir(&dir).unwrap_err().to_string();
     assert!(e.contains("same image `x_1"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn cli() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_retinaface"));
+    c.env("RETINAFACE_WEIGHTS", common::weights_path());
+    c
+}
+
+/// The three APs of the official script's report.
+fn printed_aps(stdout: &[u8]) -> [f64; 3] {
+    let text = String::from_utf8_lossy(stdout);
+    let aps: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split_once("Val AP: "))
+        .map(|(_, v)| v.parse().unwrap())
+        .collect();
+    assert_eq!(aps.len(), 3, "{text}");
+    [aps[0], aps[1], aps[2]]
+}
+
+#[test]
+fn cli_evaluates_a_prediction_folder_without_the_detector() {
+    let dir = data("mixed");
+    let out = cli()
+        .args(["eval", "widerface", "--predictions"])
+        .arg(dir.join("pred"))
+        .arg("--gt")
+        .arg(dir.join("gt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The official script's report, its numbers to the last digit.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "==================== Results ====================\n\
+         Easy   Val AP: 0.6000000000000001\n\
+         Medium Val AP: 0.5277777777777777\n\
+         Hard   Val AP: 0.6666666666666667\n\
+         =================================================\n"
+    );
+}
+
+#[test]
+fn cli_refuses_contradictory_or_missing_sources() {
+    let dir = data("mixed");
+    for args in [
+        vec!["--gt", "x"],
+        vec!["--gt", "x", "--predictions", "p", "--threshold", "0.5"],
+        vec!["--gt", "x", "--predictions", "p", "--every", "0"],
+    ] {
+        let out = cli()
+            .args(["eval", "widerface"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    // A wrong --images folder is found before the detector is set up.
+    let out = cli()
+        .args(["eval", "widerface", "--images"])
+        .arg(dir.join("pred"))
+        .arg("--gt")
+        .arg(dir.join("gt"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0_Parade_Parade_0_7.jpg not found") && err.contains("WIDER_val/images"),
+        "{err}"
+    );
+}
+
+/// The golden detections of a test photo as ground truth: `x y w h` rounded to whole pixels,
+/// as the official files hold them.
+fn golden_boxes(stem: &str) -> Vec<[f64; 4]> {
+    let text =
+        std::fs::read_to_string(common::testdata().join(format!("golden/{stem}.json"))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let b: Vec<f64> = d["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            [
+                b[0].round(),
+                b[1].round(),
+                (b[2] - b[0]).round(),
+                (b[3] - b[1]).round(),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn cli_evaluates_the_detector_on_a_tiny_val_layout_and_saves_its_predictions() {
+    let root = temp_dir("cli");
+    let photos = [
+        ("0--Parade", "0_Parade_marchingband_1_1", "small_group"),
+        ("0--Parade", "0_Parade_Parade_0_2", "no_face"),
+        ("12--Group", "12_Group_Group_12_3", "portrait_frontal"),
+    ];
+    for (event, name, stem) in photos {
+        std::fs::create_dir_all(root.join("images").join(event)).unwrap();
+        std::fs::copy(
+            common::testdata().join(format!("images/{stem}.jpg")),
+            root.join("images").join(event).join(format!("{name}.jpg")),
+        )
+        .unwrap();
+    }
+    let group = golden_boxes("small_group");
+    let portrait = golden_boxes("portrait_frontal");
+    assert_eq!((group.len(), portrait.len()), (3, 1));
+    let all = |n: usize| (1..=n).collect::<Vec<_>>();
+    let events = [
+        GtEvent {
+            name: "0--Parade",
+            images: vec![
+                (photos[0].1, group.clone(), [vec![1], all(2), all(3)]),
+                (photos[1].1, vec![], [vec![], vec![], vec![]]),
+            ],
+        },
+        GtEvent {
+            name: "12--Group",
+            images: vec![(photos[2].1, portrait.clone(), [all(1), all(1), all(1)])],
+        },
+    ];
+    write_gt(&root.join("gt"), &events, false, true);
+
+    let out = cli()
+        .args(["eval", "widerface", "--images"])
+        .arg(root.join("images"))
+        .arg("--gt")
+        .arg(root.join("gt"))
+        .arg("--save-predictions")
+        .arg(root.join("pred"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("3 images; faces counted: easy 2, medium 3, hard 4"),
+        "{stderr}"
+    );
+    // Every face found, and found before any false detection: AP 1 in every setting.
+    let aps = printed_aps(&out.stdout);
+    assert_eq!(
+        aps,
+        [1.0, 1.0, 1.0],
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // One standard file per image, with the unrounded boxes of the detector.
+    for (event, name, _) in photos {
+        let text =
+            std::fs::read_to_string(root.join("pred").join(event).join(format!("{name}.txt")))
+                .unwrap();
+        let (first, dets) = parse_prediction_file(&text).unwrap();
+        assert_eq!(first, name);
+        assert_eq!(text.lines().nth(1).unwrap(), dets.len().to_string());
+        assert!(
+            dets.windows(2).all(|w| w[0][4] >= w[1][4]),
+            "best first: {text}"
+        );
+    }
+    let text =
+        std::fs::read_to_string(root.join("pred/12--Group/12_Group_Group_12_3.txt")).unwrap();
+    let (_, dets) = parse_prediction_file(&text).unwrap();
+    let best = dets[0];
+    assert!(best[4] > 0.99 && best[0].fract() != 0.0, "{best:?}");
+    // The golden box (x1 y1 x2 y2 = 372.96 80.32 607.13 422.18) within a pixel.
+    for (found, golden) in best[..4].iter().zip([372.96, 80.32, 234.17, 341.86]) {
+        assert!((found - golden).abs() < 1.0, "{best:?}");
+    }
+    // The saved files evaluate to the very same report.
+    let again = cli()
+        .args(["eval", "widerface", "--predictions"])
+        .arg(root.join("pred"))
+        .arg("--gt")
+        .arg(root.join("gt"))
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(again.stdout, out.stdout);
+    std::fs::remove_dir_all(&root).unwrap();
 }

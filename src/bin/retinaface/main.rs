@@ -20,6 +20,7 @@ mod bench;
 mod convert;
 mod detect;
 mod detect_video;
+mod eval;
 mod extract;
 mod fetch_weights;
 mod info;
@@ -39,6 +40,7 @@ Examples:
   retinaface extract photo.jpg --out crops/             eyes-level face crops as PNG
   retinaface extract --arcface photo.jpg --out crops/   112x112 crops for ArcFace models
   retinaface info                                       adapter, backend, limits, weights
+  retinaface eval widerface --images DIR --gt DIR       WIDER FACE val AP easy/medium/hard
 
 Weights: --weights PATH, else $RETINAFACE_WEIGHTS, else ./weights/retinaface_mnet025.safetensors,
 else the per-user cache (~/.cache/retinaface-wgpu/). See weights/README.md.
@@ -83,6 +85,8 @@ enum Command {
     /// Download the published weights, verify them, convert and install them in the cache.
     #[command(after_help = fetch_weights::AFTER_HELP)]
     FetchWeights(fetch_weights::FetchWeightsArgs),
+    /// Measure accuracy on a benchmark: WIDER FACE val APs, as its official evaluation does.
+    Eval(eval::EvalArgs),
 }
 
 /// Gives the process a private runtime directory when it has none (containers, CI, ssh
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
         Command::FetchWeights(args) => fetch_weights::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
