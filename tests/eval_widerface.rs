@@ -500,6 +500,19 @@ fn ground_truth_with_wrong_structure_names_the_problem() {
 }
 
 #[test]
+fn a_face_index_out_of_range_in_code_built_ground_truth_is_an_error() {
+    let mut gt = GroundTruth::load(&data("mixed/gt")).unwrap();
+    let preds = Predictions::load_dir(&data("mixed/pred")).unwrap();
+    gt.images[0].keep[1].push(0);
+    let e = evaluate(&gt, &preds).unwrap_err().to_string();
+    assert!(e.contains("face index 0 of the medium setting"), "{e}");
+    gt.images[0].keep[1].pop();
+    gt.images[0].keep[2].push(5);
+    let e = evaluate(&gt, &preds).unwrap_err().to_string();
+    assert!(e.contains("face index 5 of the hard setting"), "{e}");
+}
+
+#[test]
 fn prediction_files_parse_as_the_official_reader_does() {
     let (name, dets) = parse_prediction_file(
         "0--Parade/0_Parade_marchingband_1_465.jpg\n3\n1 2 3 4 0.5 \n\n 9 9 9 9 9\n5.5 6 7 8 1e-1 extra\n",

@@ -499,7 +499,20 @@ pub fn evaluate(gt: &GroundTruth, preds: &Predictions) -> Result<Aps> {
             }
             let mut counted = vec![false; img.boxes.len()];
             for &k in keep {
-                counted[k - 1] = true;
+                // GroundTruth::load checks this; a ground truth built in code may not.
+                let slot = k
+                    .checked_sub(1)
+                    .and_then(|i| counted.get_mut(i))
+                    .ok_or_else(|| Error::WiderFace {
+                        path: PathBuf::from(&img.event).join(&img.name),
+                        reason: format!(
+                            "face index {k} of the {} setting is not one of the image's {} faces \
+                             (1-based)",
+                            Setting::ALL[s].name(),
+                            img.boxes.len()
+                        ),
+                    })?;
+                *slot = true;
             }
             let (pred_recall, proposal) = image_eval(pred, &img.boxes, &counted);
             img_pr_info(&thresholds, pred, &proposal, &pred_recall, &mut pr_curve);
