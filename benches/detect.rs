@@ -38,7 +38,8 @@ fn main() {
             info.name, info.device_type, info.backend
         );
     }
-    let detector = Detector::with_context(ctx, &Weights::load(&weights).expect("weights"));
+    let detector =
+        Detector::with_context(ctx, &Weights::load(&weights).expect("weights")).expect("detector");
     println!(
         "kernels: {:?} (RETINAFACE_KERNELS=portable for the portable family)",
         detector.kernel_path()

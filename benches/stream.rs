@@ -58,7 +58,8 @@ fn main() {
             info.name, info.device_type, info.backend
         );
     }
-    let detector = Detector::with_context(ctx, &Weights::load(&weights).expect("weights"));
+    let detector =
+        Detector::with_context(ctx, &Weights::load(&weights).expect("weights")).expect("detector");
     let photo = retinaface::image_io::load_path(
         &root.join("../shared/testdata/images/worlds_largest_selfie.jpg"),
     )

@@ -30,13 +30,39 @@ type PlanCache = Vec<(Resample, Plan)>;
 /// A RetinaFace detector (MobileNet0.25 or ResNet50, as the weights say) bound to one wgpu
 /// device.
 ///
-/// `Send + Sync`: share it between threads; calls on images of the same size take turns on
-/// that size's buffers.
+/// `Send + Sync`: share it between threads; each call takes buffers of its own (a cached
+/// plan per input size, or a new one while another call uses it), so calls never wait for
+/// each other's detections.
+///
+/// # GPU faults
+/// A lost or destroyed device makes every call, and every frame in flight in a [`Stream`],
+/// return [`Error::DeviceLost`]; a failed allocation returns [`Error::OutOfMemory`]. Neither
+/// panics, and the detector stays usable after recovery, without restarting the process:
+///
+/// ```no_run
+/// # use retinaface::{Detector, Error};
+/// # let mut detector = Detector::new(None)?;
+/// # let image = image::RgbaImage::new(64, 64);
+/// let faces = match detector.detect(&image) {
+///     Err(Error::DeviceLost { .. }) => {
+///         // A new device, the weights uploaded again, the old buffers dropped.
+///         detector.recover()?;
+///         detector.detect(&image)?
+///     }
+///     other => other?,
+/// };
+/// # Ok::<(), Error>(())
+/// ```
+/// A detector shared between threads (`Arc<Detector>`) is replaced instead: build its
+/// successor with [`Detector::rebuild`] and swap it in. On a device you provided
+/// ([`GpuContext::from_device`]), make a new device and call [`Detector::recover_on`] or
+/// [`Detector::rebuild_on`].
 pub struct Detector {
     ctx: GpuContext,
     kernels: Kernels,
     weights: wgpu::Buffer,
-    packed: Packed,
+    /// The packed weights, kept on the host so a recovery can upload them again.
+    packed: Arc<Packed>,
     plans: Mutex<PlanCache>,
     options: DetectOptions,
     timestamps: Mutex<Option<Timestamps>>,
@@ -60,7 +86,7 @@ impl Detector {
     pub fn for_model(model: Model, weights: Option<&Path>) -> Result<Self> {
         let path = weights::resolve_for(model, weights)?;
         let w = Weights::load(&path)?;
-        Ok(Self::with_context(GpuContext::new()?, &w))
+        Self::with_context(GpuContext::new()?, &w)
     }
 
     /// The network the detector runs.
@@ -69,10 +95,11 @@ impl Detector {
     }
 
     /// Runs on the caller's device and queue, with the fastest kernels the device supports
-    /// ([`GpuContext::kernel_path`]).
-    pub fn with_context(ctx: GpuContext, w: &Weights) -> Self {
+    /// ([`GpuContext::kernel_path`]). Fails with [`Error::OutOfMemory`] when the weights do
+    /// not fit the device, and with [`Error::DeviceLost`] on a lost device.
+    pub fn with_context(ctx: GpuContext, w: &Weights) -> Result<Self> {
         let path = ctx.kernel_path();
-        Self::build(ctx, w, path)
+        Self::build(ctx, Arc::new(w.pack()), path)
     }
 
     /// Like [`Detector::with_context`] with a chosen kernel family: to compare the families,
@@ -85,7 +112,7 @@ impl Detector {
                  subgroups of at least 8 lanes); use KernelPath::Portable"
             )));
         }
-        Ok(Self::build(ctx, w, path))
+        Self::build(ctx, Arc::new(w.pack()), path)
     }
 
     /// The kernel family the detector's convolutions run.
@@ -182,17 +209,34 @@ impl Detector {
         Ok(measured)
     }
 
-    fn build(ctx: GpuContext, w: &Weights, path: KernelPath) -> Self {
-        let packed = w.pack();
-        let weights = ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("weights"),
-                contents: bytemuck::cast_slice(&packed.data),
-                usage: wgpu::BufferUsages::STORAGE,
+    fn build(ctx: GpuContext, packed: Arc<Packed>, path: KernelPath) -> Result<Self> {
+        ctx.check_alive()?;
+        // The weights are one storage binding: a device whose limits cannot hold it (a
+        // caller's device opened with small limits) gets a typed error, not wgpu's panic.
+        let bytes = (packed.data.len() * 4) as u64;
+        let limit = ctx.max_binding_bytes();
+        if bytes > limit {
+            return Err(Error::OutOfMemory {
+                what: format!("the {} weights", packed.model.name()),
+                bytes: Some(bytes),
+                reason: format!(
+                    "they are one storage buffer, over this device's limit of {limit} bytes \
+                     (max_storage_buffer_binding_size / max_buffer_size)"
+                ),
             });
-        Self {
-            kernels: Kernels::new(&ctx, path),
+        }
+        let (kernels, weights) = ctx.scoped("uploading the weights", Some(bytes), || {
+            let weights = ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("weights"),
+                    contents: bytemuck::cast_slice(&packed.data),
+                    usage: wgpu::BufferUsages::STORAGE,
+                });
+            (Kernels::new(&ctx, path), weights)
+        })?;
+        Ok(Self {
+            kernels,
             ctx,
             weights,
             packed,
@@ -202,7 +246,53 @@ impl Detector {
             warp: OnceLock::new(),
             tuning: RwLock::new(Tuning::default()),
         }
-        .with_cached_tuning()
+        .with_cached_tuning())
+    }
+
+    /// After [`Error::DeviceLost`]: opens a new device, uploads the weights again and drops
+    /// the buffers of the lost one; options, kernel family and tuning carry over. Frames of
+    /// a [`Stream`] must be finished first (the borrow checker sees to it). Only for a
+    /// detector on a device this crate opened ([`Detector::new`], [`GpuContext::new`]): on
+    /// yours, call [`Detector::recover_on`] with a new device.
+    pub fn recover(&mut self) -> Result<()> {
+        if !self.ctx.owns_device() {
+            return Err(Error::InvalidOption(
+                "this detector runs on a device you provided (GpuContext::from_device); \
+                 request a new device and call Detector::recover_on(GpuContext::from_device(..))"
+                    .into(),
+            ));
+        }
+        *self = self.rebuild()?;
+        Ok(())
+    }
+
+    /// Like [`Detector::recover`], on the device and queue of `ctx` (the caller's new device).
+    pub fn recover_on(&mut self, ctx: GpuContext) -> Result<()> {
+        *self = self.rebuild_on(ctx)?;
+        Ok(())
+    }
+
+    /// A new detector like this one (weights, options, kernel family, tuning) on a new
+    /// device of its own: the successor of a detector shared between threads whose device
+    /// was lost, swapped in where it is shared (an `Arc<Detector>` behind a lock).
+    pub fn rebuild(&self) -> Result<Detector> {
+        self.rebuild_on(GpuContext::new()?)
+    }
+
+    /// Like [`Detector::rebuild`], on the device and queue of `ctx`.
+    pub fn rebuild_on(&self, ctx: GpuContext) -> Result<Detector> {
+        let path = if self.kernel_path().supported_by(&ctx.device) {
+            self.kernel_path()
+        } else {
+            ctx.kernel_path()
+        };
+        let mut next = Self::build(ctx, self.packed.clone(), path)?;
+        next.options = self.options;
+        // Choices measured here (saved or not) hold for the same adapter and family.
+        if next.tuning_key() == self.tuning_key() {
+            *next.tuning.get_mut().unwrap_or_else(|e| e.into_inner()) = self.tuning();
+        }
+        Ok(next)
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -393,7 +483,7 @@ impl Detector {
         let mut guard = profile.then(|| self.timestamps.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(g) = guard.as_mut() {
             if g.is_none() {
-                **g = Timestamps::new(&self.ctx, 256);
+                **g = self.scoped("timestamp queries", || Timestamps::new(&self.ctx, 256))?;
             }
         }
         let ts = guard.as_ref().and_then(|g| g.as_ref());
@@ -417,8 +507,8 @@ impl Detector {
                 .collect(),
             _ => Vec::new(),
         };
-        self.checkin(r, plan);
         let (raw, _) = result??;
+        self.checkin(r, plan);
         Ok((raw.into_iter().map(to_face).collect(), Profile { steps }))
     }
 
@@ -427,6 +517,8 @@ impl Detector {
     /// Sizes are checked against the device's limits only when a plan has to be built: a
     /// cached plan already fits.
     fn checkout(&self, r: Resample) -> Result<Plan> {
+        // A lost device accepts work silently and never returns it: refuse before starting.
+        self.ctx.check_alive()?;
         {
             let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(i) = plans.iter().rposition(|(k, _)| *k == r) {
@@ -443,7 +535,9 @@ impl Detector {
         ) {
             return Err(e);
         }
-        self.scoped("building buffers", || {
+        let what = format!("the buffers of a {}x{} network input", r.dst_w, r.dst_h);
+        let bytes = self.activation_bytes(r.dst_w, r.dst_h).0 + src_pixels * 4;
+        self.ctx.scoped(&what, Some(bytes), || {
             let tuning = self.tuning.read().unwrap_or_else(|e| e.into_inner());
             Plan::new(
                 &self.ctx,
@@ -456,8 +550,9 @@ impl Detector {
         })
     }
 
-    /// Returns a plan to the cache, dropping the least recently used beyond `MAX_PLANS`, so
-    /// memory stays bounded whatever sequence of sizes comes in.
+    /// Returns a plan to the cache after a successful run (a failed one may have left a
+    /// mapping pending: it is dropped instead), dropping the least recently used beyond
+    /// `MAX_PLANS`, so memory stays bounded whatever sequence of sizes comes in.
     fn checkin(&self, r: Resample, plan: Plan) {
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
         plans.push((r, plan));
@@ -517,29 +612,10 @@ impl Detector {
         }
     }
 
-    /// Runs `f` with wgpu's validation and out-of-memory errors turned into our error type
-    /// instead of wgpu's default panic.
+    /// Runs `f` with wgpu's errors turned into ours ([`GpuContext::scoped`]) instead of
+    /// wgpu's default panic.
     pub(crate) fn scoped<T>(&self, stage: &str, f: impl FnOnce() -> T) -> Result<T> {
-        let oom = self
-            .ctx
-            .device
-            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self
-            .ctx
-            .device
-            .push_error_scope(wgpu::ErrorFilter::Validation);
-        let out = f();
-        let errors = [
-            pollster::block_on(validation.pop()),
-            pollster::block_on(oom.pop()),
-        ];
-        match errors.into_iter().flatten().next() {
-            Some(e) => Err(Error::Gpu {
-                stage: stage.into(),
-                reason: e.to_string(),
-            }),
-            None => Ok(out),
-        }
+        self.ctx.scoped(stage, None, f)
     }
 
     /// Runs the network on an already preprocessed input (HWC, BGR minus mean) and reads back
@@ -658,8 +734,9 @@ pub struct Stream<'a> {
 
 impl Stream<'_> {
     /// Submits a frame. Once `depth` frames are in flight, waits for the oldest and returns
-    /// its faces (`Some(Err(..))` if its readback failed). An invalid frame is refused with an
-    /// error and nothing is queued.
+    /// its faces (`Some(Err(..))` if its readback failed). An invalid frame, or any frame once
+    /// the device is lost ([`Error::DeviceLost`]), is refused with an error and nothing is
+    /// queued; frames already in flight then each return that error from [`Stream::pop`].
     pub fn push(&mut self, image: &image::RgbaImage) -> Result<Option<Result<Vec<Face>>>> {
         let d = self.detector;
         let (r, step, pixels) = d.check_image(image, &self.opts)?;
@@ -676,14 +753,16 @@ impl Stream<'_> {
         })
     }
 
-    /// Waits for the oldest frame in flight; `None` when there is none.
+    /// Waits for the oldest frame in flight; `None` when there is none. After a device loss
+    /// every frame still in flight returns [`Error::DeviceLost`], none waits forever.
     pub fn pop(&mut self) -> Option<Result<Vec<Face>>> {
         let (r, mut plan) = self.in_flight.pop_front()?;
         let d = self.detector;
-        let out = d.scoped("detection", || plan.collect(&d.ctx, None));
-        d.checkin(r, plan);
-        Some(match out {
-            Ok(Ok((raw, _))) => Ok(raw.into_iter().map(to_face).collect()),
+        Some(match d.scoped("detection", || plan.collect(&d.ctx, None)) {
+            Ok(Ok((raw, _))) => {
+                d.checkin(r, plan);
+                Ok(raw.into_iter().map(to_face).collect())
+            }
             Ok(Err(e)) | Err(e) => Err(e),
         })
     }

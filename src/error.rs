@@ -137,6 +137,18 @@ pub enum Error {
         frames: u64,
         reason: String,
     },
+
+    #[error("the GPU device was lost ({reason}); its buffers are gone and every frame still in flight fails with this error. Run the command again; in code, call `Detector::recover()` (or `Detector::recover_on(ctx)` with a new device for a device you provided) and detect again. If it keeps happening the driver is resetting the GPU: try smaller images (`--resize max:640`) or another driver")]
+    DeviceLost { reason: String },
+
+    #[error("the GPU has no memory for {what}{}: {reason}; free GPU memory (close other GPU programs, drop other detectors), detect at a smaller size (`--resize max:640`, API: Resize::MaxSide(640)), or use a device with more memory", bytes.map(|b| format!(" ({} MiB)", b.div_ceil(1 << 20))).unwrap_or_default())]
+    OutOfMemory {
+        /// What was being allocated ("the weights", "buffers for a 640x480 input").
+        what: String,
+        /// The size asked for, where known.
+        bytes: Option<u64>,
+        reason: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,6 +7,11 @@
 //! }
 //! # Ok::<(), retinaface::Error>(())
 //! ```
+//!
+//! GPU faults are errors, never panics or hangs: a lost or destroyed device gives
+//! [`Error::DeviceLost`] (from every call, and for every frame in flight in a
+//! [`detector::Stream`]), a failed allocation [`Error::OutOfMemory`]; [`Detector::recover`]
+//! continues on a new device without restarting the process (see [`Detector`]).
 
 pub mod align;
 pub mod align_package;

@@ -24,7 +24,10 @@ fn resnet() -> &'static (Detector, Weights) {
         let w = Weights::from_tensors(&random_state_dict(Model::Resnet50, 7)).unwrap();
         assert_eq!(w.model, Model::Resnet50);
         let ctx = GpuContext::new().expect("tests need a wgpu adapter (lavapipe on CI)");
-        (Detector::with_context(ctx, &w), w)
+        (
+            Detector::with_context(ctx, &w).expect("the weights fit the device"),
+            w,
+        )
     })
 }
 

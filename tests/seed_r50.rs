@@ -30,7 +30,7 @@ fn detector() -> &'static Detector {
     static D: OnceLock<Detector> = OnceLock::new();
     D.get_or_init(|| {
         let ctx = GpuContext::new().expect("tests need a wgpu adapter (lavapipe on CI)");
-        Detector::with_context(ctx, weights())
+        Detector::with_context(ctx, weights()).expect("the weights fit the device")
     })
 }
 

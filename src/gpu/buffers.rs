@@ -3,7 +3,7 @@
 use wgpu::util::DeviceExt;
 
 use super::GpuContext;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub(crate) fn uniform_buffer<T: bytemuck::Pod>(
     ctx: &GpuContext,
@@ -58,24 +58,19 @@ pub(crate) fn map_and_copy(
         let _ = tx.send(r);
     });
     ctx.wait("readback")?;
+    // A lost device may never call the mapping back: do not wait for it then.
+    ctx.check_alive()?;
     rx.recv()
-        .map_err(|e| gpu_err("readback", e))?
-        .map_err(|e| gpu_err("readback", e))?;
+        .map_err(|e| ctx.fault("readback", e))?
+        .map_err(|e| ctx.fault("readback", e))?;
     let data = {
         let view = slice
             .get_mapped_range()
-            .map_err(|e| gpu_err("readback", e))?;
+            .map_err(|e| ctx.fault("readback", e))?;
         view[..bytes].to_vec()
     };
     staging.unmap();
     Ok(data)
-}
-
-fn gpu_err(stage: &str, e: impl std::fmt::Display) -> Error {
-    Error::Gpu {
-        stage: stage.to_string(),
-        reason: e.to_string(),
-    }
 }
 
 /// A storage buffer holding `data`; for tests and tools that feed a tensor in directly.

@@ -8,6 +8,9 @@ pub(crate) use buffers::read_buffer;
 pub use buffers::{download_f32, upload_f32};
 pub(crate) use buffers::{map_and_copy, storage_buffer, uniform_buffer};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use crate::error::{Error, Result};
 
 /// Which family of kernels runs the convolutions.
@@ -39,12 +42,23 @@ impl KernelPath {
 /// A device and queue the detector runs on, with the limits it may use.
 ///
 /// Cheap to clone: wgpu's handles are reference counted.
+///
+/// GPU faults come back as errors from the call that hit them: [`Error::DeviceLost`] once the
+/// device is lost or destroyed, [`Error::OutOfMemory`] when an allocation fails, and
+/// [`Error::Gpu`] for other errors wgpu reports. A device this crate opens
+/// ([`GpuContext::new`]) gets a device-lost callback (for the reason in the error) and an
+/// uncaptured-error handler that logs instead of wgpu's default panic; a device you hand in
+/// ([`GpuContext::from_device`]) keeps its own callbacks, and its loss is still detected.
 #[derive(Clone, Debug)]
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     /// `None` when the caller handed us a device without its adapter.
     pub adapter_info: Option<wgpu::AdapterInfo>,
+    /// Why the device was lost, once known; shared by the clones of this context.
+    lost: Arc<Mutex<Option<String>>>,
+    /// Whether this crate opened the device, so may open another after a loss.
+    owned: bool,
 }
 
 impl GpuContext {
@@ -80,20 +94,45 @@ impl GpuContext {
                 adapter: info.name.clone(),
                 reason: e.to_string(),
             })?;
+        let lost = Arc::new(Mutex::new(None));
+        let on_lost = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            let why = match (reason, message.is_empty()) {
+                (wgpu::DeviceLostReason::Destroyed, _) => "the device was destroyed".to_string(),
+                (_, true) => "the driver reported the device lost".to_string(),
+                (_, false) => message,
+            };
+            *on_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        });
+        // Every call of ours runs inside error scopes (`GpuContext::scoped`); errors outside
+        // them come from other users of the device, and wgpu's default for those is a panic.
+        device.on_uncaptured_error(Arc::new(|e| log::error!("uncaptured wgpu error: {e}")));
         Ok(Self {
             device,
             queue,
             adapter_info: Some(info),
+            lost,
+            owned: true,
         })
     }
 
-    /// Runs on a device the caller already has (a game's or a renderer's).
+    /// Runs on a device the caller already has (a game's or a renderer's). Its device-lost
+    /// callback and uncaptured-error handler stay the caller's: a loss is found by probing
+    /// the device when a call fails or a frame is read back.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         Self {
             device,
             queue,
             adapter_info: None,
+            lost: Arc::new(Mutex::new(None)),
+            owned: false,
         }
+    }
+
+    /// Whether this crate opened the device ([`GpuContext::new`]) rather than the caller
+    /// ([`GpuContext::from_device`]); only then can [`crate::Detector::recover`] open a new one.
+    pub fn owns_device(&self) -> bool {
+        self.owned
     }
 
     /// The kernel family this device runs: subgroup kernels where the device has
@@ -119,12 +158,185 @@ impl GpuContext {
 
     /// Blocks until all submitted work is done, turning a lost device into an error.
     pub(crate) fn wait(&self, stage: &str) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::Gpu {
-                stage: stage.to_string(),
-                reason: e.to_string(),
+        self.wait_for(None, stage)
+    }
+
+    /// Blocks until submission `index` (all work when `None`) is done.
+    ///
+    /// wgpu's `Device::poll` panics ("Error in Device::poll") when the driver reports the
+    /// device lost during the wait, instead of returning an error; that panic is caught here
+    /// and becomes [`Error::DeviceLost`], so a driver reset cannot take the caller down.
+    pub(crate) fn wait_for(&self, index: Option<wgpu::SubmissionIndex>, stage: &str) -> Result<()> {
+        let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.device.poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
             })
+        }));
+        match poll {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.fault(stage, e)),
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "wgpu panicked while waiting for the GPU".into());
+                self.mark_lost(reason.trim());
+                Err(self.lost_error().unwrap_or(Error::DeviceLost { reason }))
+            }
+        }
+    }
+
+    /// The error for a failure during `stage`: [`Error::DeviceLost`] if the device is gone
+    /// (what failed then is only a consequence), else [`Error::Gpu`].
+    pub(crate) fn fault(&self, stage: &str, reason: impl std::fmt::Display) -> Error {
+        self.lost_error().unwrap_or_else(|| Error::Gpu {
+            stage: stage.to_string(),
+            reason: reason.to_string(),
+        })
+    }
+
+    /// `Err(DeviceLost)` once the device is lost or destroyed.
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        self.lost_error().map_or(Ok(()), Err)
+    }
+
+    /// [`Error::DeviceLost`] if the device is lost or destroyed, found by its device-lost
+    /// callback or, where that has not run (it runs only once the queue is empty, and a
+    /// caller's device does not call ours), by a probe.
+    pub fn lost_error(&self) -> Option<Error> {
+        if let Some(reason) = self.lost_reason() {
+            return Some(Error::DeviceLost { reason });
+        }
+        if self.refuses_work() {
+            self.mark_lost("the device was destroyed or lost");
+            return self
+                .lost_reason()
+                .map(|reason| Error::DeviceLost { reason });
+        }
+        None
+    }
+
+    fn lost_reason(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records a loss; the first reason wins (later failures are its consequences).
+    fn mark_lost(&self, reason: &str) {
+        self.lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| reason.to_string());
+    }
+
+    /// Whether the device refuses new work. wgpu has no query for this, but a lost or
+    /// destroyed device refuses to map a new buffer at once: `map_async` calls its callback
+    /// with an error before returning, where a live device only queues the mapping.
+    fn refuses_work(&self) -> bool {
+        // Mapping an invalid buffer is also reported as a validation error: keep it from the
+        // caller's scopes and the uncaptured-error handler.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let probe = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("device probe"),
+            size: wgpu::MAP_ALIGNMENT,
+            usage: wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        let refused = Arc::new(AtomicBool::new(false));
+        let flag = refused.clone();
+        probe.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            // On a live device this runs later, after `probe` is gone, with an error that
+            // nobody reads any more.
+            flag.store(r.is_err(), Ordering::Release);
+        });
+        let refused = refused.load(Ordering::Acquire);
+        drop(probe);
+        drop(pollster::block_on(scope.pop()));
+        refused
+    }
+
+    /// Runs `f` inside error scopes, so that wgpu's validation, out-of-memory and internal
+    /// errors come back as ours instead of reaching the uncaptured-error handler (wgpu's
+    /// default: a panic). `what` and `bytes` describe the allocation for
+    /// [`Error::OutOfMemory`]. Scopes are per thread, so threads sharing a device do not see
+    /// each other's errors.
+    ///
+    /// A device lost while `f` runs (another thread destroying it, a driver reset) can make
+    /// wgpu itself panic: `create_buffer_init` unwraps a mapping that a lost device refuses.
+    /// Such a panic becomes [`Error::DeviceLost`]; with the device alive, a panic is a bug and
+    /// goes on unwinding.
+    pub(crate) fn scoped<T>(
+        &self,
+        what: &str,
+        bytes: Option<u64>,
+        f: impl FnOnce() -> T,
+    ) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // Popped innermost first, as wgpu requires.
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(internal.pop()),
+            pollster::block_on(oom.pop()),
+        ];
+        let out = match out {
+            Ok(out) => out,
+            Err(panic) => match self.lost_error() {
+                Some(lost) => return Err(lost),
+                None => std::panic::resume_unwind(panic),
+            },
+        };
+        match errors.into_iter().flatten().next() {
+            None => Ok(out),
+            Some(e) => Err(self.classify(what, bytes, e)),
+        }
+    }
+
+    /// Our error for a wgpu error met while doing `what`.
+    pub(crate) fn classify(&self, what: &str, bytes: Option<u64>, e: wgpu::Error) -> Error {
+        if let Some(lost) = self.lost_error() {
+            return lost;
+        }
+        match e {
+            wgpu::Error::OutOfMemory { source } => Error::OutOfMemory {
+                what: what.to_string(),
+                bytes,
+                reason: format!("the device refused the allocation ({source})"),
+            },
+            e => Error::Gpu {
+                stage: what.to_string(),
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_from_wgpu_becomes_our_typed_error() {
+        let ctx = crate::ops::testutil::ctx();
+        let e = wgpu::Error::OutOfMemory {
+            source: Box::new(std::io::Error::other("vkAllocateMemory failed")),
+        };
+        match ctx.classify("buffers for a 640x480 input", Some(48 << 20), e) {
+            Error::OutOfMemory { what, bytes, .. } => {
+                assert_eq!(what, "buffers for a 640x480 input");
+                assert_eq!(bytes, Some(48 << 20));
+            }
+            other => panic!("expected OutOfMemory, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_live_device_is_not_reported_lost() {
+        let ctx = crate::ops::testutil::ctx();
+        assert!(ctx.lost_error().is_none());
+        assert!(ctx.check_alive().is_ok());
     }
 }

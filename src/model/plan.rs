@@ -570,16 +570,14 @@ impl Plan {
         let Some(p) = self.pending.take() else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let gpu_err = |e: String| Error::Gpu {
-            stage: "readback".into(),
-            reason: e,
-        };
-        ctx.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(p.index),
-                timeout: None,
-            })
-            .map_err(|e| gpu_err(e.to_string()))?;
+        // Every failure is DeviceLost once the device is gone (`GpuContext::fault`).
+        let gpu_err = |e: String| ctx.fault("readback", e);
+        ctx.wait_for(Some(p.index), "readback")?;
+        // A device destroyed while this frame ran may still have finished it, but WebGPU
+        // rejects mappings pending at a loss, and wgpu frees the buffers once the queue is
+        // empty: the frame gets DeviceLost, whatever the timing. Checked before waiting for
+        // the mapping too, whose callback a lost device may never call.
+        ctx.check_alive()?;
         p.mapped
             .recv()
             .map_err(|e| gpu_err(e.to_string()))?

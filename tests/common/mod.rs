@@ -34,7 +34,7 @@ pub fn detector() -> &'static Detector {
     D.get_or_init(|| {
         let w = Weights::load(&weights_path()).expect("shared weights");
         let ctx = GpuContext::new().expect("tests need a wgpu adapter (lavapipe on CI)");
-        Detector::with_context(ctx, &w)
+        Detector::with_context(ctx, &w).expect("the weights fit the device")
     })
 }
 
