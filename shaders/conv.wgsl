@@ -15,6 +15,12 @@
 //   channel;
 // - weights: [ky][kx][ci][co] of vec4s (output channels padded to 16 with zeros), then
 //   the bias, output channels padded to 16, offsets in vec4 units.
+//
+// Banded runs (a tensor larger than one storage binding; see `ops::band`): the dispatch covers
+// output rows oy0 .. oy0 + rows, and `src` / `dst` are windows of the tensors' buffers that
+// start at vec4 `src_base` / float `dst_base` of the whole tensor. A window holds no zero
+// pixel, so pipelines built with BANDED = true read index 0 for taps outside the image and
+// select zero instead (one select per load: only those pipelines pay it).
 
 struct Params {
     in_w: u32,
@@ -42,7 +48,25 @@ struct Params {
     // Vec4 index of the input's zero pixel (c4 vec4s of zeros), read for taps outside the
     // image: right after the image, or after the largest tensor of a shared buffer.
     zero: u32,
+    // The band: first output row and rows (0 and out_h for a whole-map run), and where the
+    // bound windows start in the tensors (0 for whole buffers).
+    oy0: u32,
+    rows: u32,
+    src_base: u32,
+    dst_base: u32,
+    _pad0: u32,
     _pad1: u32,
+}
+
+override BANDED: bool = false;
+
+// One input vec4; zeros for a tap outside the image in banded pipelines (elsewhere `i` is
+// then the zero pixel already).
+fn ld(i: u32, inside: bool) -> vec4<f32> {
+    if BANDED {
+        return select(vec4<f32>(0.0), src[i], inside);
+    }
+    return src[i];
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -67,7 +91,7 @@ fn store(ox: u32, oy: u32, c0: u32, v: vec4<f32>) {
     if ox >= p.out_w {
         return;
     }
-    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset;
+    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset - p.dst_base;
     let a = activate(v);
     for (var j = 0u; j < 4u; j++) {
         if c0 + j < p.out_c {
@@ -80,11 +104,11 @@ fn store(ox: u32, oy: u32, c0: u32, v: vec4<f32>) {
 @compute @workgroup_size(8, 8, 1)
 fn main_4x8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let ox0 = gid.x * PX;
-    let oy = gid.y;
+    let oy = p.oy0 + gid.y;
     // The same as gid.z (workgroups are 1 deep), but visibly uniform to the compiler, so the
     // weight loads below become one scalar load and a broadcast instead of a gather.
     let g = wid.z;
-    if ox0 >= p.out_w || oy >= p.out_h || g >= p.groups {
+    if ox0 >= p.out_w || gid.y >= p.rows || g >= p.groups {
         return;
     }
     let b_lo = weights[p.b_offset + g * 2u];
@@ -112,16 +136,17 @@ fn main_4x8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id
             let ix1 = ix0 + s;
             let ix2 = ix1 + s;
             let ix3 = ix2 + s;
-            let b0 = select(zero, (row + ix0) * p.in_c4, ix0 < p.in_w);
-            let b1 = select(zero, (row + ix1) * p.in_c4, ix1 < p.in_w);
-            let b2 = select(zero, (row + ix2) * p.in_c4, ix2 < p.in_w);
-            let b3 = select(zero, (row + ix3) * p.in_c4, ix3 < p.in_w);
+            let m = vec4<u32>(ix0, ix1, ix2, ix3) < vec4<u32>(p.in_w);
+            let b0 = select(zero, (row + ix0) * p.in_c4 - p.src_base, m.x);
+            let b1 = select(zero, (row + ix1) * p.in_c4 - p.src_base, m.y);
+            let b2 = select(zero, (row + ix2) * p.in_c4 - p.src_base, m.z);
+            let b3 = select(zero, (row + ix3) * p.in_c4 - p.src_base, m.w);
             var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 2u;
             for (var c = 0u; c < p.in_c4; c++) {
-                let x0 = src[b0 + c];
-                let x1 = src[b1 + c];
-                let x2 = src[b2 + c];
-                let x3 = src[b3 + c];
+                let x0 = ld(b0 + c, m.x);
+                let x1 = ld(b1 + c, m.y);
+                let x2 = ld(b2 + c, m.z);
+                let x3 = ld(b3 + c, m.w);
                 for (var j = 0u; j < 4u; j++) {
                     let wl = weights[w];
                     let wh = weights[w + 1u];
@@ -154,11 +179,11 @@ fn main_4x8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id
 @compute @workgroup_size(8, 8, 1)
 fn main_2x16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let ox0 = gid.x * 2u;
-    let oy = gid.y;
+    let oy = p.oy0 + gid.y;
     // The same as gid.z (workgroups are 1 deep), but visibly uniform to the compiler, so the
     // weight loads below become one scalar load and a broadcast instead of a gather.
     let g = wid.z;
-    if ox0 >= p.out_w || oy >= p.out_h || g >= p.groups {
+    if ox0 >= p.out_w || gid.y >= p.rows || g >= p.groups {
         return;
     }
     let bo = p.b_offset + g * 4u;
@@ -182,12 +207,14 @@ fn main_2x16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
         for (var kx = 0u; kx < p.ksize; kx++) {
             let ix0 = ox0 * s + kx - p.pad;
             let ix1 = ix0 + s;
-            let i0 = select(zero, (row + ix0) * p.in_c4, ix0 < p.in_w);
-            let i1 = select(zero, (row + ix1) * p.in_c4, ix1 < p.in_w);
+            let m0 = ix0 < p.in_w;
+            let m1 = ix1 < p.in_w;
+            let i0 = select(zero, (row + ix0) * p.in_c4 - p.src_base, m0);
+            let i1 = select(zero, (row + ix1) * p.in_c4 - p.src_base, m1);
             var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 4u;
             for (var c = 0u; c < p.in_c4; c++) {
-                let x0 = src[i0 + c];
-                let x1 = src[i1 + c];
+                let x0 = ld(i0 + c, m0);
+                let x1 = ld(i1 + c, m1);
                 for (var j = 0u; j < 4u; j++) {
                     let w0 = weights[w];
                     let w1 = weights[w + 1u];

@@ -17,6 +17,12 @@
 // tile and store nothing. Control flow is the same for every lane of a workgroup (bounds come
 // from the uniform parameters, edges are handled by reading the zero pixel), as the
 // broadcasts require.
+//
+// Banded runs (a tensor larger than one storage binding; see `ops::band`): the dispatch covers
+// output rows oy0 .. oy0 + rows, and `src` / `dst` are windows of the tensors' buffers that
+// start at vec4 `src_base` / float `dst_base` of the whole tensor. A window holds no zero
+// pixel, so pipelines built with BANDED = true read index 0 for taps outside the image and
+// select zero instead (one select per load: only those pipelines pay it).
 
 // requires: subgroups (Features::SUBGROUP; naga takes the builtins without an `enable`).
 
@@ -46,8 +52,17 @@ struct Params {
     // Vec4 index of the input's zero pixel (c4 vec4s of zeros), read for taps outside the
     // image: right after the image, or after the largest tensor of a shared buffer.
     zero: u32,
+    // The band: first output row and rows (0 and out_h for a whole-map run), and where the
+    // bound windows start in the tensors (0 for whole buffers).
+    oy0: u32,
+    rows: u32,
+    src_base: u32,
+    dst_base: u32,
+    _pad0: u32,
     _pad1: u32,
 }
+
+override BANDED: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
@@ -69,7 +84,7 @@ fn store(live: bool, ox: u32, oy: u32, c0: u32, v: vec4<f32>) {
     if !live || ox >= p.out_w {
         return;
     }
-    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset;
+    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset - p.dst_base;
     let a = activate(v);
     for (var j = 0u; j < 4u; j++) {
         if c0 + j < p.out_c {
@@ -88,7 +103,7 @@ struct Tile {
 fn tile_of(wg: u32, li: u32) -> Tile {
     let t = wg * 64u + li;
     let tc = min(t, p.tiles - 1u);
-    return Tile((tc % p.tiles_x) * 4u, tc / p.tiles_x, t < p.tiles);
+    return Tile((tc % p.tiles_x) * 4u, p.oy0 + tc / p.tiles_x, t < p.tiles);
 }
 
 // Offsets (in vec4s) of the 4 input pixels a tap reads for a tile, the zero pixel where a
@@ -100,7 +115,24 @@ fn tap_pixels(t: Tile, ky: u32, kx: u32) -> vec4<u32> {
     let ix0 = t.ox0 * p.stride + kx - p.pad;
     let ix = vec4<u32>(ix0, ix0 + p.stride, ix0 + 2u * p.stride, ix0 + 3u * p.stride);
     let inside = (ix < vec4<u32>(p.in_w)) & vec4<bool>(iy < p.in_h);
-    return select(vec4<u32>(zero), (vec4<u32>(iy * p.in_w) + ix) * p.in_c4, inside);
+    return select(vec4<u32>(zero), (vec4<u32>(iy * p.in_w) + ix) * p.in_c4 - p.src_base, inside);
+}
+
+// Which of a tap's 4 input pixels are inside the image (banded pipelines only).
+fn tap_inside(t: Tile, ky: u32, kx: u32) -> vec4<bool> {
+    let iy = t.oy * p.stride + ky - p.pad;
+    let ix0 = t.ox0 * p.stride + kx - p.pad;
+    let ix = vec4<u32>(ix0, ix0 + p.stride, ix0 + 2u * p.stride, ix0 + 3u * p.stride);
+    return (ix < vec4<u32>(p.in_w)) & vec4<bool>(iy < p.in_h);
+}
+
+// One input vec4; zeros for a tap outside the image in banded pipelines (elsewhere `i` is
+// then the zero pixel already).
+fn ld(i: u32, inside: bool) -> vec4<f32> {
+    if BANDED {
+        return select(vec4<f32>(0.0), src[i], inside);
+    }
+    return src[i];
 }
 
 // 16 output channels of one pixel.
@@ -197,13 +229,14 @@ fn main_4x16(
     for (var ky = 0u; ky < p.ksize; ky++) {
         for (var kx = 0u; kx < p.ksize; kx++) {
             let i = tap_pixels(t, ky, kx);
+            let m = tap_inside(t, ky, kx);
             var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 4u + mine;
             for (var c = 0u; c < p.in_c4; c++) {
                 let b = block16(weights[w], weights[w + 2u * p.w_row]);
-                a0 = mac16(a0, src[i.x + c], b);
-                a1 = mac16(a1, src[i.y + c], b);
-                a2 = mac16(a2, src[i.z + c], b);
-                a3 = mac16(a3, src[i.w + c], b);
+                a0 = mac16(a0, ld(i.x + c, m.x), b);
+                a1 = mac16(a1, ld(i.y + c, m.y), b);
+                a2 = mac16(a2, ld(i.z + c, m.z), b);
+                a3 = mac16(a3, ld(i.w + c, m.w), b);
                 w += 4u * p.w_row;
             }
         }
@@ -235,14 +268,16 @@ fn main_3x3s1_4x16(
         // Columns ox0 - 1 .. ox0 + 4: taps kx = 0 and kx = 2 of the 4 pixels.
         let i = tap_pixels(t, ky, 0u);
         let j = tap_pixels(t, ky, 2u);
+        let mi = tap_inside(t, ky, 0u);
+        let mj = tap_inside(t, ky, 2u);
         var w = p.w_offset + ky * 3u * tap_stride + g * 4u + mine;
         for (var c = 0u; c < p.in_c4; c++) {
-            let x0 = src[i.x + c];
-            let x1 = src[i.y + c];
-            let x2 = src[i.z + c];
-            let x3 = src[i.w + c];
-            let x4 = src[j.z + c];
-            let x5 = src[j.w + c];
+            let x0 = ld(i.x + c, mi.x);
+            let x1 = ld(i.y + c, mi.y);
+            let x2 = ld(i.z + c, mi.z);
+            let x3 = ld(i.w + c, mi.w);
+            let x4 = ld(j.z + c, mj.z);
+            let x5 = ld(j.w + c, mj.w);
             let b0 = block16(weights[w], weights[w + hi]);
             a0 = mac16(a0, x0, b0);
             a1 = mac16(a1, x1, b0);
@@ -268,10 +303,10 @@ fn main_3x3s1_4x16(
 
 // Stores 16 channels of flattened pixel `px` (1x1 kernels).
 fn store_px16(px: u32, c: u32, a: Acc16) {
-    if px >= p.out_w * p.out_h {
+    if px >= (p.oy0 + p.rows) * p.out_w {
         return;
     }
-    let base = px * p.out_c_stride + p.out_c_offset + c;
+    let base = px * p.out_c_stride + p.out_c_offset + c - p.dst_base;
     let q = array<vec4<f32>, 4>(activate(a.q0), activate(a.q1), activate(a.q2), activate(a.q3));
     for (var k = 0u; k < 16u; k++) {
         if c + k < p.out_c {
@@ -288,7 +323,7 @@ fn main_1x1_8x16(
     @builtin(local_invocation_index) li: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
-    let px = (wid.x * 64u + li) * 8u;
+    let px = p.oy0 * p.out_w + (wid.x * 64u + li) * 8u;
     let g = wid.y;
     let bias = bias16(g);
     var a0 = bias;
@@ -299,10 +334,11 @@ fn main_1x1_8x16(
     var a5 = bias;
     var a6 = bias;
     var a7 = bias;
-    // Pixels past the map read the last pixel and store nothing.
-    let last = p.out_w * p.out_h - 1u;
-    let lo = min(vec4<u32>(px) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * p.in_c4;
-    let hi = min(vec4<u32>(px) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last)) * p.in_c4;
+    // Pixels past the map (or the band) read its last pixel and store nothing.
+    let last = (p.oy0 + p.rows) * p.out_w - 1u;
+    let base = vec4<u32>(p.src_base);
+    let lo = min(vec4<u32>(px) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * p.in_c4 - base;
+    let hi = min(vec4<u32>(px) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last)) * p.in_c4 - base;
     let l = lane & 7u;
     var w = p.w_offset + g * 4u + (l >> 2u) * p.w_row + (l & 3u);
     for (var c = 0u; c < p.in_c4; c++) {
@@ -391,13 +427,14 @@ fn main_4x8(
     for (var ky = 0u; ky < p.ksize; ky++) {
         for (var kx = 0u; kx < p.ksize; kx++) {
             let i = tap_pixels(t, ky, kx);
+            let m = tap_inside(t, ky, kx);
             var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 2u + mine;
             for (var c = 0u; c < p.in_c4; c++) {
                 let b = block8(weights[w]);
-                a0 = mac8(a0, src[i.x + c], b);
-                a1 = mac8(a1, src[i.y + c], b);
-                a2 = mac8(a2, src[i.z + c], b);
-                a3 = mac8(a3, src[i.w + c], b);
+                a0 = mac8(a0, ld(i.x + c, m.x), b);
+                a1 = mac8(a1, ld(i.y + c, m.y), b);
+                a2 = mac8(a2, ld(i.z + c, m.z), b);
+                a3 = mac8(a3, ld(i.w + c, m.w), b);
                 w += 4u * p.w_row;
             }
         }

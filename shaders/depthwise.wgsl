@@ -17,6 +17,10 @@
 // `zero` (after the image, or after the largest tensor sharing the buffer), read for taps
 // outside the image; weights are [ky][kx][c] as vec4 groups of
 // channels, then the bias, at vec4 offsets.
+//
+// Banded runs (see conv.wgsl and `ops::band`): output rows band_y0 .. band_y1 through windows
+// starting at vec4 `src_base` / `dst_base`; BANDED pipelines select zeros for taps outside
+// the image, as a window holds no zero pixel.
 
 struct Params {
     in_w: u32,
@@ -35,10 +39,18 @@ struct Params {
     tile_h: u32,
     // Vec4 index of the input's zero pixel (see conv.wgsl).
     zero: u32,
+    // The band of output rows (0 and out_h for a whole-map run) and where the bound windows
+    // start in the tensors (0 for whole buffers).
+    band_y0: u32,
+    band_y1: u32,
+    src_base: u32,
+    dst_base: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
 }
+
+override BANDED: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
@@ -86,7 +98,11 @@ struct Row {
 
 fn column(iy: u32, x: u32, g: u32) -> vec4<f32> {
     let zero = p.zero;
-    let i = select(zero, (iy * p.in_w + x) * p.c4, x < p.in_w && iy < p.in_h);
+    let inside = x < p.in_w && iy < p.in_h;
+    let i = select(zero, (iy * p.in_w + x) * p.c4 - p.src_base, inside);
+    if BANDED {
+        return select(vec4<f32>(0.0), src[i + g], inside);
+    }
     return src[i + g];
 }
 
@@ -128,10 +144,10 @@ fn mac2(a: Acc, r: Row, t: Taps) -> Acc {
 }
 
 fn store(oy: u32, ox0: u32, g: u32, live: bool, a: Acc) {
-    if !live || oy >= p.out_h {
+    if !live || oy >= p.band_y1 {
         return;
     }
-    let o = (oy * p.out_w + ox0) * p.c4 + g;
+    let o = (oy * p.out_w + ox0) * p.c4 + g - p.dst_base;
     dst[o] = activate(a.a0);
     if ox0 + 1u < p.out_w {
         dst[o + p.c4] = activate(a.a1);
@@ -150,7 +166,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let live = t < p.tiles;
     let tc = min(t, p.tiles - 1u);
     let ox0 = (tc % p.tiles_x) * 4u;
-    let oy0 = (tc / p.tiles_x) * p.tile_h;
+    let oy0 = p.band_y0 + (tc / p.tiles_x) * p.tile_h;
     let g = wid.y;
     let wb = p.w_offset + g;
     let k0 = Taps(weights[wb], weights[wb + p.c4], weights[wb + 2u * p.c4]);

@@ -18,7 +18,13 @@ struct Params {
     b_offset: u32,
     // Invocations per row of the dispatch grid (large maps use a 2D grid).
     grid_x: u32,
-    _pad: u32,
+    // Banded runs (see `ops::band`): pixels px0 .. px_end, the input bound as a window that
+    // starts at vec4 `src_base` (0, width * height, 0 for a whole-map run).
+    px0: u32,
+    px_end: u32,
+    src_base: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -28,15 +34,15 @@ struct Params {
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let pixel = gid.y * p.grid_x + gid.x;
-    if pixel >= p.width * p.height {
+    let pixel = p.px0 + gid.y * p.grid_x + gid.x;
+    if pixel >= p.px_end {
         return;
     }
     var o: array<vec4<f32>, 8>;
     for (var k = 0u; k < 8u; k++) {
         o[k] = weights[p.b_offset + k];
     }
-    let base = pixel * p.in_c4;
+    let base = pixel * p.in_c4 - p.src_base;
     var w = p.w_offset;
     for (var c = 0u; c < p.in_c4; c++) {
         let x = src[base + c];

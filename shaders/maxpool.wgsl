@@ -14,6 +14,13 @@ struct Params {
     ksize: u32,
     stride: u32,
     pad: u32,
+    // Banded runs (see `ops::band`): output rows oy0 .. oy0 + rows, through windows that start
+    // at float `src_base` / `dst_base` of the tensors (0, out_h, 0, 0 for a whole-map run).
+    // Taps outside the image are skipped, so no zero is ever read.
+    oy0: u32,
+    rows: u32,
+    src_base: u32,
+    dst_base: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,8 +31,8 @@ struct Params {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     let ox = gid.y;
-    let oy = gid.z;
-    if c >= p.channels || ox >= p.out_w || oy >= p.out_h {
+    let oy = p.oy0 + gid.z;
+    if c >= p.channels || ox >= p.out_w || gid.z >= p.rows {
         return;
     }
     // The lowest finite f32: every window holds at least one tap inside the image (pad < k).
@@ -41,8 +48,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if ix >= p.in_w {
                 continue;
             }
-            m = max(m, src[(iy * p.in_w + ix) * p.channels + c]);
+            m = max(m, src[(iy * p.in_w + ix) * p.channels + c - p.src_base]);
         }
     }
-    dst[(oy * p.out_w + ox) * p.channels + c] = m;
+    dst[(oy * p.out_w + ox) * p.channels + c - p.dst_base] = m;
 }

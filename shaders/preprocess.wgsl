@@ -16,7 +16,14 @@ struct Params {
     scale_x: f32,
     scale_y: f32,
     format: u32,
-    _pad1: u32,
+    // Banded runs (see `ops::band`): output rows y0 .. y0 + rows, through windows that start
+    // at pixel `src_base` / `dst_base` of the source image and the network input (0, dst_h, 0,
+    // 0 for a whole-image run).
+    y0: u32,
+    rows: u32,
+    src_base: u32,
+    dst_base: u32,
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -26,7 +33,7 @@ struct Params {
 const MEAN_BGR = vec3<f32>(104.0, 117.0, 123.0);
 
 fn pixel_bgr(x: u32, y: u32) -> vec3<f32> {
-    let v = unpack4x8unorm(src[y * p.src_w + x]) * 255.0;
+    let v = unpack4x8unorm(src[y * p.src_w + x - p.src_base]) * 255.0;
     return v.bgr;
 }
 
@@ -48,13 +55,13 @@ fn taps(d: u32, scale: f32, size: u32) -> vec3<f32> {
 }
 
 // Interpolates the four taps (BGR, 0..255) and writes the network input pixel.
-fn store(gid: vec3<u32>, p00: vec3<f32>, p10: vec3<f32>, p01: vec3<f32>, p11: vec3<f32>, t: vec2<f32>) {
+fn store(o: vec2<u32>, p00: vec3<f32>, p10: vec3<f32>, p01: vec3<f32>, p11: vec3<f32>, t: vec2<f32>) {
     let top = mix(p00, p10, t.x);
     let bottom = mix(p01, p11, t.x);
     let bgr = mix(top, bottom, t.y);
     let v = select(bgr - MEAN_BGR, round(bgr).zyx, p.format == 1u);
     // A fourth, zero channel makes each pixel one vec4 for the first convolution.
-    dst[gid.y * p.dst_w + gid.x] = vec4<f32>(v, 0.0);
+    dst[o.y * p.dst_w + o.x - p.dst_base] = vec4<f32>(v, 0.0);
 }
 
 // The source pixels of an output pixel: columns x0, x1, rows y0, y1, and the weights of x1, y1.
@@ -64,19 +71,20 @@ struct Taps {
     t: vec2<f32>,
 }
 
-fn taps_of(gid: vec3<u32>) -> Taps {
-    let tx = taps(gid.x, p.scale_x, p.src_w);
-    let ty = taps(gid.y, p.scale_y, p.src_h);
+fn taps_of(o: vec2<u32>) -> Taps {
+    let tx = taps(o.x, p.scale_x, p.src_w);
+    let ty = taps(o.y, p.scale_y, p.src_h);
     return Taps(vec2<u32>(tx.xy), vec2<u32>(ty.xy), vec2<f32>(tx.z, ty.z));
 }
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if gid.x >= p.dst_w || gid.y >= p.dst_h {
+    if gid.x >= p.dst_w || gid.y >= p.rows {
         return;
     }
-    let k = taps_of(gid);
-    store(gid, pixel_bgr(k.x.x, k.y.x), pixel_bgr(k.x.y, k.y.x), pixel_bgr(k.x.x, k.y.y), pixel_bgr(k.x.y, k.y.y), k.t);
+    let o = vec2<u32>(gid.x, p.y0 + gid.y);
+    let k = taps_of(o);
+    store(o, pixel_bgr(k.x.x, k.y.x), pixel_bgr(k.x.y, k.y.x), pixel_bgr(k.x.x, k.y.y), pixel_bgr(k.x.y, k.y.y), k.t);
 }
 
 // The same from an RGBA8 or BGRA8 unorm texture (a render target, a decoded video frame):
@@ -90,9 +98,10 @@ fn texel_bgr(x: u32, y: u32) -> vec3<f32> {
 
 @compute @workgroup_size(16, 16, 1)
 fn from_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if gid.x >= p.dst_w || gid.y >= p.dst_h {
+    if gid.x >= p.dst_w || gid.y >= p.rows {
         return;
     }
-    let k = taps_of(gid);
-    store(gid, texel_bgr(k.x.x, k.y.x), texel_bgr(k.x.y, k.y.x), texel_bgr(k.x.x, k.y.y), texel_bgr(k.x.y, k.y.y), k.t);
+    let o = vec2<u32>(gid.x, p.y0 + gid.y);
+    let k = taps_of(o);
+    store(o, texel_bgr(k.x.x, k.y.x), texel_bgr(k.x.y, k.y.x), texel_bgr(k.x.x, k.y.y), texel_bgr(k.x.y, k.y.y), k.t);
 }

@@ -13,6 +13,7 @@ use crate::model::arch::Model;
 use crate::model::plan::{too_large, Input, Kernels, NetPlan, Plan, RunSettings};
 use crate::model::postprocess::RawFace;
 use crate::model::weights::{self, Packed, Weights};
+use crate::ops::band::BindLimits;
 use crate::ops::preprocess::{InputFormat, Resample};
 use crate::ops::{warp, Kernel};
 use crate::options::DetectOptions;
@@ -70,6 +71,8 @@ pub struct Detector {
     warp: OnceLock<Arc<Kernel>>,
     /// Which conv kernel each layer shape runs (the rule table, or measured choices).
     tuning: RwLock<Tuning>,
+    /// Smaller binding limits than the device's, set by [`Detector::set_binding_limit`].
+    bind_limits: RwLock<Option<BindLimits>>,
 }
 
 impl Detector {
@@ -181,13 +184,13 @@ impl Detector {
                 min: MIN_SIDE,
             });
         }
-        if let Some(e) = too_large(
-            self.packed.model,
-            net_w,
-            net_h,
-            0,
-            self.ctx.max_binding_bytes(),
-        ) {
+        // Tuning times whole-map dispatches: every buffer must fit one binding.
+        let limits = self.bind_limits();
+        let whole = BindLimits {
+            max_buffer: limits.max_binding,
+            ..limits
+        };
+        if let Some(e) = too_large(self.packed.model, net_w, net_h, 0, &whole) {
             return Err(e);
         }
         let graph = crate::model::arch::Graph::for_model(self.packed.model, net_w, net_h);
@@ -245,8 +248,35 @@ impl Detector {
             timestamps: Mutex::new(None),
             warp: OnceLock::new(),
             tuning: RwLock::new(Tuning::default()),
+            bind_limits: RwLock::new(None),
         }
         .with_cached_tuning())
+    }
+
+    /// The binding limits plans are built for: the device's, or those of
+    /// [`Detector::set_binding_limit`].
+    fn bind_limits(&self) -> BindLimits {
+        let device = BindLimits::of(&self.ctx);
+        let set = *self.bind_limits.read().unwrap_or_else(|e| e.into_inner());
+        set.unwrap_or(device)
+    }
+
+    /// Builds later plans as if one storage binding held at most `max_binding` bytes (never
+    /// more than the device allows) at offsets that are multiples of `align` (a power of two,
+    /// never less than the device's alignment); `None` restores the device's limits. Tensors
+    /// over the limit run in bands of rows (see `ops::band`), which gives the same results:
+    /// for tests of the banded path on small images, and to work around a driver whose large
+    /// bindings misbehave. Drops the cached plans.
+    #[doc(hidden)]
+    pub fn set_binding_limit(&self, limit: Option<(u64, u64)>) {
+        let device = BindLimits::of(&self.ctx);
+        let limits = limit.map(|(max_binding, align)| BindLimits {
+            max_binding: max_binding.clamp(1024, device.max_binding),
+            align: align.next_power_of_two().max(device.align),
+            ..device
+        });
+        *self.bind_limits.write().unwrap_or_else(|e| e.into_inner()) = limits;
+        self.plans.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// After [`Error::DeviceLost`]: opens a new device, uploads the weights again and drops
@@ -288,6 +318,11 @@ impl Detector {
         };
         let mut next = Self::build(ctx, self.packed.clone(), path)?;
         next.options = self.options;
+        *next
+            .bind_limits
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) =
+            *self.bind_limits.read().unwrap_or_else(|e| e.into_inner());
         // Choices measured here (saved or not) hold for the same adapter and family.
         if next.tuning_key() == self.tuning_key() {
             *next.tuning.get_mut().unwrap_or_else(|e| e.into_inner()) = self.tuning();
@@ -481,9 +516,15 @@ impl Detector {
         // Only profiled runs take the timestamp lock: plain detections on other threads must
         // not wait for each other here.
         let mut guard = profile.then(|| self.timestamps.lock().unwrap_or_else(|e| e.into_inner()));
+        let from_pixels = !matches!(input, Input::Tensor(_));
         if let Some(g) = guard.as_mut() {
-            if g.is_none() {
-                **g = self.scoped("timestamp queries", || Timestamps::new(&self.ctx, 256))?;
+            // A pass per step: banded plans of large inputs have more than the usual ~100.
+            let needed =
+                (plan.steps(from_pixels).count() as u32).min(wgpu::QUERY_SET_MAX_QUERIES / 2);
+            if g.as_ref().is_none_or(|t| t.capacity() < needed) {
+                **g = self.scoped("timestamp queries", || {
+                    Timestamps::new(&self.ctx, needed.max(256))
+                })?;
             }
         }
         let ts = guard.as_ref().and_then(|g| g.as_ref());
@@ -491,7 +532,6 @@ impl Detector {
             plan.submit(&self.ctx, input, run, ts);
             plan.collect(&self.ctx, ts)
         });
-        let from_pixels = !matches!(input, Input::Tensor(_));
         let steps = match &result {
             Ok(Ok((_, times))) => plan
                 .steps(from_pixels)
@@ -526,13 +566,8 @@ impl Detector {
             }
         }
         let src_pixels = r.src_w as u64 * r.src_h as u64;
-        if let Some(e) = too_large(
-            self.packed.model,
-            r.dst_w,
-            r.dst_h,
-            src_pixels,
-            self.ctx.max_binding_bytes(),
-        ) {
+        let limits = self.bind_limits();
+        if let Some(e) = too_large(self.packed.model, r.dst_w, r.dst_h, src_pixels, &limits) {
             return Err(e);
         }
         let what = format!("the buffers of a {}x{} network input", r.dst_w, r.dst_h);
@@ -546,8 +581,9 @@ impl Detector {
                 &self.packed,
                 &tuning,
                 r,
+                &limits,
             )
-        })
+        })?
     }
 
     /// Returns a plan to the cache after a successful run (a failed one may have left a
@@ -641,8 +677,9 @@ impl Detector {
                 h,
                 // Every tensor keeps its own buffer: the caller reads named ones afterwards.
                 false,
+                &self.bind_limits(),
             )
-        })?;
+        })??;
         self.ctx.queue.write_buffer(
             &net.buffers[0],
             0,

@@ -61,13 +61,15 @@ pub enum Error {
     #[error("image is {width}x{height}, smaller than the {min}x{min} pixels the detector needs (its smallest anchor is 16 px)")]
     ImageTooSmall { width: u32, height: u32, min: u32 },
 
-    #[error("a {width}x{height} network input needs a {bytes}-byte buffer for `{tensor}`, over this device's limit of {limit} bytes per storage binding; use `--resize max:{suggested_max_side}` (API: Resize::MaxSide({suggested_max_side})) or a smaller image")]
+    #[error("a {width}x{height} network input needs a {bytes}-byte buffer for `{tensor}`, over this device's limit of {limit} bytes {which}; use `--resize max:{suggested_max_side}` (API: Resize::MaxSide({suggested_max_side})) or a smaller image")]
     ImageTooLarge {
         width: u32,
         height: u32,
         tensor: String,
         bytes: u64,
         limit: u64,
+        /// Which limit: per buffer (`max_buffer_size`) or per storage binding.
+        which: String,
         suggested_max_side: u32,
     },
 

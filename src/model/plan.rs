@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use super::arch::{Graph, Model, Op, TensorInfo, Work};
+use super::arch::{Graph, Model, Op, Work};
 use super::postprocess::{PostKernels, PostPlan, RawFace};
 use super::weights::Packed;
 use crate::error::{Error, Result};
 use crate::gpu::profiler::Timestamps;
 use crate::gpu::{storage_buffer, GpuContext, KernelPath};
+use crate::ops::band::BindLimits;
 use crate::ops::conv::ConvShape;
 use crate::ops::heads::ROW;
 use crate::ops::preprocess::Resample;
@@ -17,6 +18,13 @@ use crate::ops::{
     Kernel, Step,
 };
 use crate::tuning::Tuning;
+
+/// The pipelines of banded runs (see [`crate::ops::band`]): compiled on first use, since
+/// only inputs whose tensors exceed a binding need them.
+pub(crate) struct BandedKernels {
+    pub conv: conv::ConvKernels,
+    pub depthwise: Arc<Kernel>,
+}
 
 /// Every pipeline, compiled once per detector.
 pub(crate) struct Kernels {
@@ -32,6 +40,7 @@ pub(crate) struct Kernels {
     pub add_relu: Arc<Kernel>,
     /// retina-face's network only.
     pub affine: Arc<Kernel>,
+    banded: std::sync::OnceLock<BandedKernels>,
 }
 
 impl Kernels {
@@ -39,15 +48,24 @@ impl Kernels {
         Self {
             preprocess: preprocess::kernel(ctx),
             preprocess_texture: preprocess::texture_kernel(ctx),
-            conv: conv::kernels(ctx, path),
-            depthwise: depthwise::kernel(ctx),
+            conv: conv::kernels(ctx, path, false),
+            depthwise: depthwise::kernel(ctx, false),
             upsample_add: upsample_add::kernel(ctx),
             heads: heads::kernel(ctx),
             post: PostKernels::new(ctx),
             maxpool: maxpool::kernel(ctx),
             add_relu: add_relu::kernel(ctx),
             affine: affine::kernel(ctx),
+            banded: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The banded pipelines of the same family, compiled the first time a plan needs them.
+    pub fn banded(&self, ctx: &GpuContext) -> &BandedKernels {
+        self.banded.get_or_init(|| BandedKernels {
+            conv: conv::kernels(ctx, self.conv.path, true),
+            depthwise: depthwise::kernel(ctx, true),
+        })
     }
 }
 
@@ -170,19 +188,46 @@ pub(crate) struct NetPlan {
     pub work: Vec<Work>,
 }
 
-/// The first buffer of a plan that does not fit the device's per-binding limit, if any.
-pub(crate) fn oversized(graph: &Graph, src_pixels: u64, limit: u64) -> Option<(String, u64)> {
+/// The first buffer of a plan that the device cannot hold, if any: an activation buffer (or
+/// the source pixels) over `max_buffer_size`, or the raw head outputs, which the
+/// post-processing binds whole, over a binding. Other tensors over a binding run in bands.
+pub(crate) fn oversized(
+    graph: &Graph,
+    src_pixels: u64,
+    limits: &BindLimits,
+) -> Option<(String, u64, u64, &'static str)> {
+    let slots = Slots::new(graph, true);
+    let mut largest = vec![(0u64, 0usize); slots.data_bytes.len()];
+    for (t, &s) in slots.slot_of.iter().enumerate() {
+        let bytes = graph.tensors[t].bytes();
+        if bytes >= largest[s].0 {
+            largest[s] = (bytes, t);
+        }
+    }
+    let buffers = largest.iter().enumerate().map(|(s, &(_, t))| {
+        (
+            graph.tensors[t].name.clone(),
+            slots.data_bytes[s] + slots.zero_bytes[s],
+            limits.max_buffer,
+            "per buffer (max_buffer_size)",
+        )
+    });
     let anchors_bytes = graph.anchors as u64 * (ROW * 4) as u64;
     let extra = [
-        ("source pixels".to_string(), src_pixels * 4),
-        ("head outputs".to_string(), anchors_bytes),
+        (
+            "source pixels".to_string(),
+            src_pixels * 4,
+            limits.max_buffer,
+            "per buffer (max_buffer_size)",
+        ),
+        (
+            "head outputs".to_string(),
+            anchors_bytes,
+            limits.max_binding,
+            "per storage binding (max_storage_buffer_binding_size)",
+        ),
     ];
-    graph
-        .tensors
-        .iter()
-        .map(|t: &TensorInfo| (t.name.clone(), t.bytes()))
-        .chain(extra)
-        .find(|(_, b)| *b > limit)
+    buffers.chain(extra).find(|(_, b, limit, _)| b > limit)
 }
 
 /// The error for an input too large for the device, with the largest side that would fit.
@@ -191,9 +236,10 @@ pub(crate) fn too_large(
     net_w: u32,
     net_h: u32,
     src_pixels: u64,
-    limit: u64,
+    limits: &BindLimits,
 ) -> Option<Error> {
-    let (tensor, bytes) = oversized(&Graph::for_model(model, net_w, net_h), src_pixels, limit)?;
+    let graph = Graph::for_model(model, net_w, net_h);
+    let (tensor, bytes, limit, which) = oversized(&graph, src_pixels, limits)?;
     let long = net_w.max(net_h);
     let mut side = ((long as f64) * (limit as f64 / bytes as f64).sqrt()) as u32;
     while side > 16 {
@@ -203,7 +249,12 @@ pub(crate) fn too_large(
             ((net_h as f64) * f).round().max(1.0) as u32,
         );
         // The source image is still uploaded whole; only the network input shrinks.
-        if oversized(&Graph::for_model(model, w, h), 0, limit).is_none() {
+        let src = if tensor == "source pixels" {
+            0
+        } else {
+            src_pixels
+        };
+        if oversized(&Graph::for_model(model, w, h), src, limits).is_none() {
             break;
         }
         side -= side / 64 + 1;
@@ -214,11 +265,41 @@ pub(crate) fn too_large(
         tensor,
         bytes,
         limit,
+        which: which.to_string(),
         suggested_max_side: side,
     })
 }
 
+/// The steps of one op: one dispatch over whole buffers where they all fit a binding, else
+/// bands (see [`crate::ops::band`]); an error when not even one row of it fits.
+fn op_steps(
+    graph: &Graph,
+    op: &Op,
+    buffers: &[&wgpu::Buffer],
+    limits: &BindLimits,
+    whole: impl FnOnce() -> Step,
+    banded: impl FnOnce() -> Option<Vec<Step>>,
+) -> Result<Vec<Step>> {
+    if buffers.iter().all(|b| limits.binds_whole(b)) {
+        return Ok(vec![whole()]);
+    }
+    banded().ok_or_else(|| {
+        let t = op.tensors().last().map(|&t| graph.tensors[t].name.clone());
+        Error::ImageTooLarge {
+            width: graph.tensors[0].w,
+            height: graph.tensors[0].h,
+            tensor: t.unwrap_or_default(),
+            bytes: buffers.iter().map(|b| b.size()).max().unwrap_or(0),
+            limit: limits.max_binding,
+            which: "per storage binding, even for one row".into(),
+            suggested_max_side: graph.tensors[0].w.max(graph.tensors[0].h) / 2,
+        }
+    })
+}
+
 impl NetPlan {
+    /// Buffers, bind groups and dispatches for one input size. Ops whose buffers exceed one
+    /// binding of `limits` run in bands.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &GpuContext,
@@ -229,7 +310,8 @@ impl NetPlan {
         net_w: u32,
         net_h: u32,
         reuse: bool,
-    ) -> Self {
+        limits: &BindLimits,
+    ) -> Result<Self> {
         let graph = Graph::for_model(packed.model, net_w, net_h);
         let slots = Slots::new(&graph, reuse);
         let shared: Vec<wgpu::Buffer> = (0..slots.data_bytes.len())
@@ -248,10 +330,40 @@ impl NetPlan {
             "raw head outputs",
             graph.anchors as u64 * (ROW * 4) as u64,
         );
+        // A convolution (a layer, or the heads on the subgroup path) from tensor `src`.
+        #[allow(clippy::too_many_arguments)]
+        let conv_steps = |op: &Op,
+                          label: &str,
+                          shape: ConvShape,
+                          act: Activation,
+                          src: usize,
+                          at: conv::PackedAt,
+                          target: conv::Target<'_>| {
+            let variant = tuning.variant(k.conv.path, &shape);
+            op_steps(
+                &graph,
+                op,
+                &[&buffers[src], target.buffer],
+                limits,
+                || {
+                    let (kernels, source) = (&k.conv, source(src));
+                    conv::step(
+                        ctx, kernels, label, shape, variant, act, source, weights, at, target,
+                    )
+                },
+                || {
+                    let (kernels, input) = (&k.banded(ctx).conv, &buffers[src]);
+                    conv::banded_steps(
+                        ctx, kernels, limits, label, shape, variant, act, input, weights, at,
+                        target,
+                    )
+                },
+            )
+        };
         let mut steps = Vec::new();
-        let work = graph.ops.iter().map(|op| op.work(&graph)).collect();
+        let mut work = Vec::new();
         for op in &graph.ops {
-            steps.push(match op {
+            let op_steps = match op {
                 Op::Conv {
                     layer,
                     shape,
@@ -264,47 +376,67 @@ impl NetPlan {
                         channels: graph.tensors[*dst].c,
                         offset: *offset,
                     };
-                    conv::step(
-                        ctx,
-                        &k.conv,
-                        &layer.name,
-                        *shape,
-                        tuning.variant(k.conv.path, shape),
-                        layer.act,
-                        source(*src),
-                        weights,
-                        packed.at[&layer.name],
-                        target,
-                    )
+                    let at = packed.at[&layer.name];
+                    conv_steps(op, &layer.name, *shape, layer.act, *src, at, target)?
                 }
                 Op::Depthwise {
                     layer,
                     shape,
                     src,
                     dst,
-                } => depthwise::step(
-                    ctx,
-                    &k.depthwise,
-                    &layer.name,
-                    *shape,
-                    layer.act,
-                    source(*src),
-                    weights,
-                    packed.at[&layer.name],
-                    &buffers[*dst],
-                ),
+                } => {
+                    let at = packed.at[&layer.name];
+                    op_steps(
+                        &graph,
+                        op,
+                        &[&buffers[*src], &buffers[*dst]],
+                        limits,
+                        || {
+                            depthwise::step(
+                                ctx,
+                                &k.depthwise,
+                                &layer.name,
+                                *shape,
+                                layer.act,
+                                source(*src),
+                                weights,
+                                at,
+                                &buffers[*dst],
+                            )
+                        },
+                        || {
+                            depthwise::banded_steps(
+                                ctx,
+                                &k.banded(ctx).depthwise,
+                                limits,
+                                &layer.name,
+                                *shape,
+                                layer.act,
+                                &buffers[*src],
+                                weights,
+                                at,
+                                &buffers[*dst],
+                            )
+                        },
+                    )?
+                }
                 Op::UpsampleAdd {
                     shape,
                     coarse,
                     fine,
-                } => upsample_add::step(
-                    ctx,
-                    &k.upsample_add,
-                    "fpn.upsample_add",
-                    *shape,
-                    &buffers[*coarse],
-                    &buffers[*fine],
-                ),
+                } => {
+                    let (c, f) = (&buffers[*coarse], &buffers[*fine]);
+                    let label = "fpn.upsample_add";
+                    let kernel = &k.upsample_add;
+                    op_steps(
+                        &graph,
+                        op,
+                        &[c, f],
+                        limits,
+                        || upsample_add::step(ctx, kernel, label, *shape, c, f),
+                        || upsample_add::banded_steps(ctx, kernel, limits, label, *shape, c, f),
+                    )?
+                }
                 // The heads are a 1x1 conv with 32 outputs per pixel (2 anchors x 16) whose
                 // rows are the raw buffer's rows: the subgroup conv kernel runs them.
                 Op::Heads {
@@ -314,84 +446,121 @@ impl NetPlan {
                     row_offset,
                 } if k.conv.path == KernelPath::Subgroup => {
                     let shape = head_shape(size, graph.tensors[*src].c);
-                    conv::step(
-                        ctx,
-                        &k.conv,
-                        &format!("heads.{level}"),
-                        shape,
-                        tuning.variant(k.conv.path, &shape),
-                        Activation::None,
-                        source(*src),
-                        weights,
-                        packed.heads[*level],
-                        conv::Target {
-                            buffer: &raw,
-                            channels: (heads::ANCHORS * ROW) as u32,
-                            offset: *row_offset * ROW as u32,
-                        },
-                    )
+                    let target = conv::Target {
+                        buffer: &raw,
+                        channels: (heads::ANCHORS * ROW) as u32,
+                        offset: *row_offset * ROW as u32,
+                    };
+                    let (label, at) = (format!("heads.{level}"), packed.heads[*level]);
+                    conv_steps(op, &label, shape, Activation::None, *src, at, target)?
                 }
                 Op::Heads {
                     level,
                     src,
                     size,
                     row_offset,
-                } => heads::step(
-                    ctx,
-                    &k.heads,
-                    &format!("heads.{level}"),
-                    *size,
-                    graph.tensors[*src].c,
-                    *row_offset,
-                    &buffers[*src],
-                    weights,
-                    packed.heads[*level],
-                    &raw,
-                ),
-                Op::MaxPool { shape, src, dst } => maxpool::step(
-                    ctx,
-                    &k.maxpool,
-                    &graph.tensors[*dst].name,
-                    *shape,
-                    &buffers[*src],
-                    &buffers[*dst],
-                ),
+                } => {
+                    let label = format!("heads.{level}");
+                    let c = graph.tensors[*src].c;
+                    let (at, input) = (packed.heads[*level], &buffers[*src]);
+                    op_steps(
+                        &graph,
+                        op,
+                        &[input, &raw],
+                        limits,
+                        || {
+                            heads::step(
+                                ctx,
+                                &k.heads,
+                                &label,
+                                *size,
+                                c,
+                                *row_offset,
+                                input,
+                                weights,
+                                at,
+                                &raw,
+                            )
+                        },
+                        || {
+                            heads::banded_steps(
+                                ctx,
+                                &k.heads,
+                                limits,
+                                &label,
+                                *size,
+                                c,
+                                *row_offset,
+                                input,
+                                weights,
+                                at,
+                                &raw,
+                            )
+                        },
+                    )?
+                }
+                Op::MaxPool { shape, src, dst } => {
+                    let label = &graph.tensors[*dst].name;
+                    let (a, b) = (&buffers[*src], &buffers[*dst]);
+                    op_steps(
+                        &graph,
+                        op,
+                        &[a, b],
+                        limits,
+                        || maxpool::step(ctx, &k.maxpool, label, *shape, a, b),
+                        || maxpool::banded_steps(ctx, &k.maxpool, limits, label, *shape, a, b),
+                    )?
+                }
                 Op::AddRelu { identity, x, relu } => {
                     let t = &graph.tensors[*x];
-                    add_relu::step(
-                        ctx,
-                        &k.add_relu,
-                        &format!("{}.add", t.name),
-                        t.w * t.h * t.c,
-                        *relu,
-                        &buffers[*identity],
-                        &buffers[*x],
-                    )
+                    let label = format!("{}.add", t.name);
+                    let n = t.w * t.h * t.c;
+                    let (a, b) = (&buffers[*identity], &buffers[*x]);
+                    let kernel = &k.add_relu;
+                    op_steps(
+                        &graph,
+                        op,
+                        &[a, b],
+                        limits,
+                        || add_relu::step(ctx, kernel, &label, n, *relu, a, b),
+                        || add_relu::banded_steps(ctx, kernel, limits, &label, n, *relu, a, b),
+                    )?
                 }
                 Op::Affine { layer, src, dst } => {
                     let t = &graph.tensors[*dst];
-                    affine::step(
-                        ctx,
-                        &k.affine,
-                        &layer.name,
-                        t.w * t.h,
-                        t.c,
-                        layer.relu,
-                        &buffers[*src],
-                        weights,
-                        packed.at[&layer.name],
-                        &buffers[*dst],
-                    )
+                    let at = packed.at[&layer.name];
+                    let (a, b) = (&buffers[*src], &buffers[*dst]);
+                    let (name, px, relu) = (&layer.name, t.w * t.h, layer.relu);
+                    op_steps(
+                        &graph,
+                        op,
+                        &[a, b],
+                        limits,
+                        || affine::step(ctx, &k.affine, name, px, t.c, relu, a, weights, at, b),
+                        || {
+                            affine::banded_steps(
+                                ctx, &k.affine, limits, name, px, t.c, relu, a, weights, at, b,
+                            )
+                        },
+                    )?
                 }
-            });
+            };
+            // A banded op's known cost is shared by its bands, for the profiler.
+            let w = op.work(&graph);
+            let n = op_steps.len() as u64;
+            work.extend(op_steps.iter().map(|_| Work {
+                flops: w.flops / n,
+                bytes: w.bytes / n,
+            }));
+            steps.extend(op_steps);
         }
-        Self {
+        Ok(Self {
             graph,
             buffers,
             raw,
             steps,
             work,
-        }
+        })
     }
 }
 
@@ -431,8 +600,9 @@ pub(crate) struct Plan {
     texture_kernel: Arc<Kernel>,
     pending: Option<Pending>,
     pixels: wgpu::Buffer,
-    preprocess: Step,
+    preprocess: Vec<Step>,
     pub net: NetPlan,
+    limits: BindLimits,
     post: PostPlan,
     staging: wgpu::Buffer,
 }
@@ -445,10 +615,28 @@ impl Plan {
         packed: &Packed,
         tuning: &Tuning,
         r: Resample,
-    ) -> Self {
-        let net = NetPlan::new(ctx, k, weights, packed, tuning, r.dst_w, r.dst_h, true);
+        limits: &BindLimits,
+    ) -> Result<Self> {
+        let net = NetPlan::new(
+            ctx, k, weights, packed, tuning, r.dst_w, r.dst_h, true, limits,
+        )?;
         let pixels = storage_buffer(ctx, "source pixels", r.src_w as u64 * r.src_h as u64 * 4);
-        let preprocess = preprocess::step(ctx, &k.preprocess, r, &pixels, &net.buffers[0]);
+        let input = &net.buffers[0];
+        let preprocess = if limits.binds_whole(&pixels) && limits.binds_whole(input) {
+            vec![preprocess::step(ctx, &k.preprocess, r, &pixels, input)]
+        } else {
+            preprocess::banded_steps(ctx, &k.preprocess, limits, r, &pixels, input).ok_or_else(
+                || Error::ImageTooLarge {
+                    width: r.dst_w,
+                    height: r.dst_h,
+                    tensor: "source pixels".into(),
+                    bytes: pixels.size(),
+                    limit: limits.max_binding,
+                    which: "per storage binding, even for one row".into(),
+                    suggested_max_side: r.dst_w.max(r.dst_h) / 2,
+                },
+            )?
+        };
         let post = PostPlan::new(
             ctx,
             &k.post,
@@ -464,16 +652,17 @@ impl Plan {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Self {
+        Ok(Self {
             resample: r,
             texture_kernel: k.preprocess_texture.clone(),
             pending: None,
             pixels,
             preprocess,
             net,
+            limits: *limits,
             post,
             staging,
-        }
+        })
     }
 
     /// Uploads the input, records the whole pipeline in one encoder and submits it once,
@@ -486,22 +675,22 @@ impl Plan {
         s: RunSettings,
         timestamps: Option<&Timestamps>,
     ) {
-        let texture_step;
-        let pre = match input {
+        let texture_steps;
+        let pre: &[Step] = match input {
             Input::Rgba(rgba) => {
                 ctx.queue.write_buffer(&self.pixels, 0, rgba);
-                Some(&self.preprocess)
+                &self.preprocess
             }
             Input::Tensor(x) => {
                 ctx.queue
                     .write_buffer(&self.net.buffers[0], 0, bytemuck::cast_slice(x));
-                None
+                &[]
             }
             Input::Texture(view) => {
-                let k = &self.texture_kernel;
-                texture_step =
-                    preprocess::texture_step(ctx, k, self.resample, view, &self.net.buffers[0]);
-                Some(&texture_step)
+                let (k, dst) = (&self.texture_kernel, &self.net.buffers[0]);
+                texture_steps =
+                    preprocess::texture_steps(ctx, k, &self.limits, self.resample, view, dst);
+                &texture_steps
             }
         };
         self.post
@@ -513,7 +702,7 @@ impl Plan {
             });
         self.post.reset(&mut encoder);
         let steps: Vec<&Step> = pre
-            .into_iter()
+            .iter()
             .chain(&self.net.steps)
             .chain(self.post.steps())
             .collect();
@@ -606,20 +795,20 @@ impl Plan {
             flops: r.dst_w as u64 * r.dst_h as u64 * 3 * 8,
             bytes: (r.src_w as u64 * r.src_h as u64 + r.dst_w as u64 * r.dst_h as u64 * 4) * 4,
         };
-        from_pixels
-            .then_some(pre)
-            .into_iter()
-            .chain(self.net.work.iter().copied())
+        let n = self.preprocess.len() as u64;
+        let pre = Work {
+            flops: pre.flops / n,
+            bytes: pre.bytes / n,
+        };
+        let pre = std::iter::repeat_n(pre, if from_pixels { n as usize } else { 0 });
+        pre.chain(self.net.work.iter().copied())
             .chain(self.post.steps().iter().map(|_| Work::default()))
     }
 
-    /// The steps of a run, in order; the preprocess step only when starting from pixels.
+    /// The steps of a run, in order; the preprocess steps only when starting from pixels.
     pub fn steps(&self, from_pixels: bool) -> impl Iterator<Item = &Step> {
-        from_pixels
-            .then_some(&self.preprocess)
-            .into_iter()
-            .chain(&self.net.steps)
-            .chain(self.post.steps())
+        let pre: &[Step] = if from_pixels { &self.preprocess } else { &[] };
+        pre.iter().chain(&self.net.steps).chain(self.post.steps())
     }
 }
 

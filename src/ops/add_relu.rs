@@ -31,6 +31,17 @@ pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
 }
 
 /// `x[..n] = relu(x[..n] + identity[..n])`, without the ReLU unless `relu`.
+fn params(n: u32, relu: bool) -> (Params, [u32; 3]) {
+    let (gx, gy) = super::grid_2d(div_ceil(n, WG));
+    let params = Params {
+        n,
+        row: gx * WG,
+        relu: relu as u32,
+        _pad: 0,
+    };
+    (params, [gx, gy, 1])
+}
+
 pub(crate) fn step(
     ctx: &GpuContext,
     kernel: &Arc<Kernel>,
@@ -40,20 +51,39 @@ pub(crate) fn step(
     identity: &wgpu::Buffer,
     x: &wgpu::Buffer,
 ) -> Step {
-    let (gx, gy) = super::grid_2d(div_ceil(n, WG));
-    let params = Params {
-        n,
-        row: gx * WG,
-        relu: relu as u32,
-        _pad: 0,
-    };
+    let (params, workgroups) = params(n, relu);
     Step::with_uniform(
         ctx,
         kernel,
         label,
         &params,
         &[identity, x],
-        Workgroups::Direct([gx, gy, 1]),
+        Workgroups::Direct(workgroups),
+    )
+}
+
+/// The op over chunks of the `n` elements, bound as windows that start exactly on a chunk
+/// (chunks are whole multiples of the offset alignment), so the shader runs unchanged.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn banded_steps(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    limits: &super::band::BindLimits,
+    label: &str,
+    n: u32,
+    relu: bool,
+    identity: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+) -> Option<Vec<Step>> {
+    super::band::chunked_steps(
+        ctx,
+        kernel,
+        limits,
+        label,
+        (n, (limits.align / 4) as u32, 4),
+        &[identity, x],
+        &[true, true],
+        |len| params(len, relu),
     )
 }
 

@@ -36,6 +36,25 @@ pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
 /// `pixels` pixels of `channels` (a multiple of 4) channels; `at.weights` is the scale,
 /// `at.bias` the shift, each padded to `channels`.
 #[allow(clippy::too_many_arguments)]
+fn params(n: u32, channels: u32, relu: bool, at: PackedAt) -> (Params, [u32; 3]) {
+    debug_assert!(
+        channels.is_multiple_of(4),
+        "affine channels must be a multiple of 4"
+    );
+    let (gx, gy) = super::grid_2d(div_ceil(n, WG));
+    let params = Params {
+        n,
+        c4: channels / 4,
+        relu: relu as u32,
+        scale_offset: (at.weights / 4) as u32,
+        shift_offset: (at.bias / 4) as u32,
+        row: gx * WG,
+        _pad: [0; 2],
+    };
+    (params, [gx, gy, 1])
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn step(
     ctx: &GpuContext,
     kernel: &Arc<Kernel>,
@@ -48,28 +67,44 @@ pub(crate) fn step(
     at: PackedAt,
     dst: &wgpu::Buffer,
 ) -> Step {
-    debug_assert!(
-        channels.is_multiple_of(4),
-        "affine channels must be a multiple of 4"
-    );
-    let n = pixels * channels / 4;
-    let (gx, gy) = super::grid_2d(div_ceil(n, WG));
-    let params = Params {
-        n,
-        c4: channels / 4,
-        relu: relu as u32,
-        scale_offset: (at.weights / 4) as u32,
-        shift_offset: (at.bias / 4) as u32,
-        row: gx * WG,
-        _pad: [0; 2],
-    };
+    let (params, workgroups) = params(pixels * channels / 4, channels, relu, at);
     Step::with_uniform(
         ctx,
         kernel,
         label,
         &params,
         &[src, weights, dst],
-        Workgroups::Direct([gx, gy, 1]),
+        Workgroups::Direct(workgroups),
+    )
+}
+
+/// The op over chunks of whole pixels that start on the offset alignment, bound as windows
+/// (see [`super::band`]): a window starts on a pixel, so the shader's channel index holds.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn banded_steps(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    limits: &super::band::BindLimits,
+    label: &str,
+    pixels: u32,
+    channels: u32,
+    relu: bool,
+    src: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    at: PackedAt,
+    dst: &wgpu::Buffer,
+) -> Option<Vec<Step>> {
+    // Chunks in vec4s: whole pixels (channels / 4 vec4s) and whole alignment units.
+    let unit = super::band::lcm(channels as u64 / 4, limits.align / 16) as u32;
+    super::band::chunked_steps(
+        ctx,
+        kernel,
+        limits,
+        label,
+        (pixels * channels / 4, unit, 16),
+        &[src, weights, dst],
+        &[true, false, true],
+        |len| params(len, channels, relu, at),
     )
 }
 

@@ -65,7 +65,11 @@ struct Params {
     tiles_x: u32,
     tiles: u32,
     zero: u32,
-    _pad: u32,
+    oy0: u32,
+    rows: u32,
+    src_base: u32,
+    dst_base: u32,
+    _pad: [u32; 2],
 }
 
 /// The conv pipelines of one kernel family, compiled once.
@@ -206,35 +210,27 @@ impl Variant {
     }
 }
 
-/// Compiles the conv pipelines of `path`'s family.
-pub(crate) fn kernels(ctx: &GpuContext, path: KernelPath) -> ConvKernels {
+/// Compiles the conv pipelines of `path`'s family; `banded` ones read windows of tensors
+/// larger than a binding (see [`super::band`]).
+pub(crate) fn kernels(ctx: &GpuContext, path: KernelPath, banded: bool) -> ConvKernels {
     let slots = [Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite];
+    let constants: &[(&str, f64)] = if banded { &[("BANDED", 1.0)] } else { &[] };
+    let k =
+        |name, source, entry| Kernel::with_constants(ctx, name, source, entry, &slots, constants);
     match path {
         KernelPath::Portable => ConvKernels {
             path,
-            narrow: Kernel::new(ctx, "conv_4x8", SOURCE, "main_4x8", &slots),
-            wide: Kernel::new(ctx, "conv_2x16", SOURCE, "main_2x16", &slots),
+            narrow: k("conv_4x8", SOURCE, "main_4x8"),
+            wide: k("conv_2x16", SOURCE, "main_2x16"),
             k3s1: None,
             k1s1: None,
         },
         KernelPath::Subgroup => ConvKernels {
             path,
-            narrow: Kernel::new(ctx, "conv_sg_4x8", SUBGROUP_SOURCE, "main_4x8", &slots),
-            wide: Kernel::new(ctx, "conv_sg_4x16", SUBGROUP_SOURCE, "main_4x16", &slots),
-            k3s1: Some(Kernel::new(
-                ctx,
-                "conv_sg_3x3s1",
-                SUBGROUP_SOURCE,
-                "main_3x3s1_4x16",
-                &slots,
-            )),
-            k1s1: Some(Kernel::new(
-                ctx,
-                "conv_sg_1x1",
-                SUBGROUP_SOURCE,
-                "main_1x1_8x16",
-                &slots,
-            )),
+            narrow: k("conv_sg_4x8", SUBGROUP_SOURCE, "main_4x8"),
+            wide: k("conv_sg_4x16", SUBGROUP_SOURCE, "main_4x16"),
+            k3s1: Some(k("conv_sg_3x3s1", SUBGROUP_SOURCE, "main_3x3s1_4x16")),
+            k1s1: Some(k("conv_sg_1x1", SUBGROUP_SOURCE, "main_1x1_8x16")),
         },
     }
 }
@@ -265,6 +261,7 @@ impl<'a> Source<'a> {
 }
 
 /// Output of a convolution: a buffer of `channels` channels per pixel, written from `offset` on.
+#[derive(Clone, Copy)]
 pub(crate) struct Target<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub channels: u32,
@@ -273,6 +270,112 @@ pub(crate) struct Target<'a> {
 
 /// Tiles of 64 invocations per workgroup in the subgroup kernels (their `@workgroup_size`).
 const SUBGROUP_WORKGROUP: u32 = 64;
+
+/// Output rows `y0..y1` of a dispatch, and where the bound windows start in the input (vec4s)
+/// and output (floats) tensors: the whole map through whole buffers, or one band.
+#[derive(Clone, Copy, Debug)]
+struct Rows {
+    y0: u32,
+    y1: u32,
+    src_base: u32,
+    dst_base: u32,
+}
+
+/// What one dispatch of a layer needs besides its bindings.
+struct Layer<'a> {
+    kernels: &'a ConvKernels,
+    shape: ConvShape,
+    variant: Variant,
+    act: Activation,
+    at: PackedAt,
+    dst_channels: u32,
+    dst_offset: u32,
+}
+
+impl Layer<'_> {
+    fn kernel(&self) -> &Arc<Kernel> {
+        let k = self.kernels;
+        match self.variant {
+            Variant::Subgroup3x3s1 => k.k3s1.as_ref().expect("the subgroup family"),
+            Variant::Subgroup1x1 => k.k1s1.as_ref().expect("the subgroup family"),
+            v if v.channels() == 8 => &k.narrow,
+            _ => &k.wide,
+        }
+    }
+
+    fn params(&self, zero: u32, r: Rows) -> (Params, [u32; 3]) {
+        let (shape, variant) = (self.shape, self.variant);
+        let rows = r.y1 - r.y0;
+        let groups = div_ceil(shape.out_c, variant.channels());
+        let tiles_x = div_ceil(shape.out_w(), variant.pixels());
+        let tiles = match variant {
+            // Tiles run over the flattened pixels, rows ignored.
+            Variant::Subgroup1x1 => div_ceil(shape.out_w() * rows, variant.pixels()),
+            _ => tiles_x * rows,
+        };
+        let params = Params {
+            in_w: shape.in_w,
+            in_h: shape.in_h,
+            in_c4: shape.in_c / 4,
+            out_w: shape.out_w(),
+            out_h: shape.out_h(),
+            out_c: shape.out_c,
+            out_c_stride: self.dst_channels,
+            out_c_offset: self.dst_offset,
+            ksize: shape.ksize,
+            stride: shape.stride,
+            pad: shape.pad(),
+            act: self.act as u32,
+            w_offset: (self.at.weights / 4) as u32,
+            b_offset: (self.at.bias / 4) as u32,
+            groups,
+            w_row: shape.out_c.next_multiple_of(16) / 4,
+            tiles_x,
+            tiles,
+            zero,
+            oy0: r.y0,
+            rows,
+            src_base: r.src_base,
+            dst_base: r.dst_base,
+            _pad: [0; 2],
+        };
+        let workgroups = match variant.path() {
+            KernelPath::Portable => [div_ceil(tiles_x, 8), div_ceil(rows, 8), groups],
+            KernelPath::Subgroup => [div_ceil(tiles, SUBGROUP_WORKGROUP), groups, 1],
+        };
+        (params, workgroups)
+    }
+
+    /// Bytes `start..end` of the input rows that output rows `y0..y1` read.
+    fn src_bytes(&self, y0: u32, y1: u32) -> (u64, u64) {
+        let s = self.shape;
+        let (first, last) = super::band::input_rows(y0, y1, s.ksize, s.stride, s.pad(), s.in_h);
+        let row = s.in_w as u64 * s.in_c as u64 * 4;
+        (first as u64 * row, last as u64 * row)
+    }
+
+    /// Bytes `start..end` of the output that rows `y0..y1` write.
+    fn dst_bytes(&self, y0: u32, y1: u32) -> (u64, u64) {
+        let w = self.shape.out_w() as u64;
+        let (c, off) = (self.dst_channels as u64, self.dst_offset as u64);
+        let start = (y0 as u64 * w * c + off) * 4;
+        let end = ((y1 as u64 * w - 1) * c + off + self.shape.out_c as u64) * 4;
+        (start, end)
+    }
+}
+
+fn check(kernels: &ConvKernels, shape: &ConvShape, variant: Variant) {
+    debug_assert!(
+        shape.in_c.is_multiple_of(4),
+        "conv input channels must be padded to a multiple of 4"
+    );
+    assert_eq!(
+        variant.path(),
+        kernels.path,
+        "conv variant {variant:?} is not of the compiled family"
+    );
+    assert!(variant.runs(shape), "{variant:?} cannot run {shape:?}");
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn step(
@@ -287,62 +390,83 @@ pub(crate) fn step(
     at: PackedAt,
     dst: Target<'_>,
 ) -> Step {
-    debug_assert!(
-        shape.in_c.is_multiple_of(4),
-        "conv input channels must be padded to a multiple of 4"
-    );
-    assert_eq!(
-        variant.path(),
-        kernels.path,
-        "conv variant {variant:?} is not of the compiled family"
-    );
-    assert!(variant.runs(&shape), "{variant:?} cannot run {shape:?}");
-    let kernel = match variant {
-        Variant::Subgroup3x3s1 => kernels.k3s1.as_ref().expect("the subgroup family"),
-        Variant::Subgroup1x1 => kernels.k1s1.as_ref().expect("the subgroup family"),
-        _ if variant.channels() == 8 => &kernels.narrow,
-        _ => &kernels.wide,
+    check(kernels, &shape, variant);
+    let layer = Layer {
+        kernels,
+        shape,
+        variant,
+        act,
+        at,
+        dst_channels: dst.channels,
+        dst_offset: dst.offset,
     };
-    let groups = div_ceil(shape.out_c, variant.channels());
-    let tiles_x = div_ceil(shape.out_w(), variant.pixels());
-    let tiles = match variant {
-        // Tiles run over the flattened pixels, rows ignored.
-        Variant::Subgroup1x1 => div_ceil(shape.out_w() * shape.out_h(), variant.pixels()),
-        _ => tiles_x * shape.out_h(),
+    let whole = Rows {
+        y0: 0,
+        y1: shape.out_h(),
+        src_base: 0,
+        dst_base: 0,
     };
-    let params = Params {
-        in_w: shape.in_w,
-        in_h: shape.in_h,
-        in_c4: shape.in_c / 4,
-        out_w: shape.out_w(),
-        out_h: shape.out_h(),
-        out_c: shape.out_c,
-        out_c_stride: dst.channels,
-        out_c_offset: dst.offset,
-        ksize: shape.ksize,
-        stride: shape.stride,
-        pad: shape.pad(),
-        act: act as u32,
-        w_offset: (at.weights / 4) as u32,
-        b_offset: (at.bias / 4) as u32,
-        groups,
-        w_row: shape.out_c.next_multiple_of(16) / 4,
-        tiles_x,
-        tiles,
-        zero: src.zero,
-        _pad: 0,
-    };
-    let workgroups = match variant.path() {
-        KernelPath::Portable => [div_ceil(tiles_x, 8), div_ceil(shape.out_h(), 8), groups],
-        KernelPath::Subgroup => [div_ceil(tiles, SUBGROUP_WORKGROUP), groups, 1],
-    };
+    let (params, workgroups) = layer.params(src.zero, whole);
     Step::with_uniform(
         ctx,
-        kernel,
+        layer.kernel(),
         label,
         &params,
         &[src.buffer, weights, dst.buffer],
         Workgroups::Direct(workgroups),
+    )
+}
+
+/// The layer as dispatches over bands of output rows, each binding only the input rows it
+/// reads and the output rows it writes; `kernels` are the banded family (taps outside the
+/// image read zeros without a zero pixel). `None` when not even one output row fits.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn banded_steps(
+    ctx: &GpuContext,
+    kernels: &ConvKernels,
+    limits: &super::band::BindLimits,
+    label: &str,
+    shape: ConvShape,
+    variant: Variant,
+    act: Activation,
+    src: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    at: PackedAt,
+    dst: Target<'_>,
+) -> Option<Vec<Step>> {
+    check(kernels, &shape, variant);
+    let layer = Layer {
+        kernels,
+        shape,
+        variant,
+        act,
+        at,
+        dst_channels: dst.channels,
+        dst_offset: dst.offset,
+    };
+    super::band::steps(
+        ctx,
+        layer.kernel(),
+        limits,
+        label,
+        shape.out_h(),
+        &[src, weights, dst.buffer],
+        |y0, y1| {
+            vec![
+                Some(layer.src_bytes(y0, y1)),
+                None,
+                Some(layer.dst_bytes(y0, y1)),
+            ]
+        },
+        |y0, y1, off| {
+            let rows = Rows {
+                y0,
+                y1,
+                src_base: (off[0] / 16) as u32,
+                dst_base: (off[2] / 4) as u32,
+            };
+            layer.params(0, rows)
+        },
     )
 }
 
@@ -463,8 +587,17 @@ mod tests {
                 "lavapipe should run the subgroup kernels"
             );
         }
+        // Bands of one or two output rows through windows at 256-byte offsets.
+        let in_row = (shape.in_w as usize * ic_pad * 4) as u64;
+        let out_row = (shape.out_w() * channels * 4) as u64;
+        let limits = crate::ops::band::BindLimits {
+            max_buffer: 1 << 30,
+            max_binding: ((shape.ksize + shape.stride) as u64 * in_row).max(2 * out_row) + 512,
+            align: 256,
+        };
         for path in families {
-            let kern = kernels(ctx, path);
+            let kern = kernels(ctx, path, false);
+            let banded = kernels(ctx, path, true);
             for tile in Variant::of(path).into_iter().filter(|v| v.runs(&shape)) {
                 let dst_buf = upload_f32(ctx, "dst", &sentinel);
                 let target = Target {
@@ -492,6 +625,30 @@ mod tests {
                     )],
                 );
                 let gpu = download_f32(ctx, &dst_buf, sentinel.len()).unwrap();
+                // The same layer in bands: the same arithmetic, so the same bits.
+                let band_buf = upload_f32(ctx, "dst", &sentinel);
+                let target = Target {
+                    buffer: &band_buf,
+                    channels,
+                    offset,
+                };
+                let steps = banded_steps(
+                    ctx, &banded, &limits, "conv", gpu_shape, tile, act, &src_buf, &w_buf, at,
+                    target,
+                )
+                .expect("a row fits");
+                assert!(
+                    steps.len() > 1 || in_row * shape.in_h as u64 <= limits.max_binding,
+                    "{shape:?}: one band"
+                );
+                run_steps(ctx, &steps);
+                let by_band = download_f32(ctx, &band_buf, sentinel.len()).unwrap();
+                assert!(
+                    gpu.iter()
+                        .zip(&by_band)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{shape:?} {tile:?}: banded run differs from the whole one"
+                );
                 let cpu = cpu(shape, act, &src, &w, &b);
                 let mut got = Vec::with_capacity(cpu.len());
                 for px in 0..pixels {

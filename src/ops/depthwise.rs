@@ -44,6 +44,10 @@ struct Params {
     tiles: u32,
     tile_h: u32,
     zero: u32,
+    band_y0: u32,
+    band_y1: u32,
+    src_base: u32,
+    dst_base: u32,
     _pad: [u32; 3],
 }
 
@@ -63,14 +67,58 @@ fn min_invocations(device: wgpu::DeviceType) -> u32 {
 /// Invocations per workgroup (the shader's `@workgroup_size`).
 const WORKGROUP: u32 = 64;
 
-pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
-    Kernel::new(
+/// The pipeline; a `banded` one reads windows of tensors larger than a binding (see
+/// [`super::band`]).
+pub(crate) fn kernel(ctx: &GpuContext, banded: bool) -> Arc<Kernel> {
+    let constants: &[(&str, f64)] = if banded { &[("BANDED", 1.0)] } else { &[] };
+    Kernel::with_constants(
         ctx,
         "depthwise",
         SOURCE,
         "main",
         &[Slot::Uniform, Slot::Read, Slot::Read, Slot::ReadWrite],
+        constants,
     )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn params(
+    ctx: &GpuContext,
+    shape: DwShape,
+    act: Activation,
+    at: super::conv::PackedAt,
+    zero: u32,
+    (y0, y1): (u32, u32),
+    (src_base, dst_base): (u32, u32),
+) -> (Params, [u32; 3]) {
+    debug_assert!(
+        shape.channels.is_multiple_of(4),
+        "depthwise channels must be a multiple of 4"
+    );
+    let tiles_x = div_ceil(shape.out_w(), TILE_W);
+    let tile_h = tile_height(shape, ctx.device.adapter_info().device_type);
+    let tiles = tiles_x * div_ceil(y1 - y0, tile_h);
+    let params = Params {
+        in_w: shape.in_w,
+        in_h: shape.in_h,
+        c4: shape.channels / 4,
+        out_w: shape.out_w(),
+        out_h: shape.out_h(),
+        stride: shape.stride,
+        act: act as u32,
+        w_offset: (at.weights / 4) as u32,
+        b_offset: (at.bias / 4) as u32,
+        tiles_x,
+        tiles,
+        tile_h,
+        zero,
+        band_y0: y0,
+        band_y1: y1,
+        src_base,
+        dst_base,
+        _pad: [0; 3],
+    };
+    (params, [div_ceil(tiles, WORKGROUP), shape.channels / 4, 1])
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -85,36 +133,56 @@ pub(crate) fn step(
     at: super::conv::PackedAt,
     dst: &wgpu::Buffer,
 ) -> Step {
-    debug_assert!(
-        shape.channels.is_multiple_of(4),
-        "depthwise channels must be a multiple of 4"
-    );
-    let tiles_x = div_ceil(shape.out_w(), TILE_W);
-    let tile_h = tile_height(shape, ctx.device.adapter_info().device_type);
-    let tiles = tiles_x * div_ceil(shape.out_h(), tile_h);
-    let params = Params {
-        in_w: shape.in_w,
-        in_h: shape.in_h,
-        c4: shape.channels / 4,
-        out_w: shape.out_w(),
-        out_h: shape.out_h(),
-        stride: shape.stride,
-        act: act as u32,
-        w_offset: (at.weights / 4) as u32,
-        b_offset: (at.bias / 4) as u32,
-        tiles_x,
-        tiles,
-        tile_h,
-        zero: src.zero,
-        _pad: [0; 3],
-    };
+    let (params, workgroups) = params(ctx, shape, act, at, src.zero, (0, shape.out_h()), (0, 0));
     Step::with_uniform(
         ctx,
         kernel,
         label,
         &params,
         &[src.buffer, weights, dst],
-        Workgroups::Direct([div_ceil(tiles, WORKGROUP), shape.channels / 4, 1]),
+        Workgroups::Direct(workgroups),
+    )
+}
+
+/// The layer as dispatches over bands of output rows through buffer windows (see
+/// [`super::band`]); `kernel` is the banded pipeline. `None` when one row does not fit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn banded_steps(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    limits: &super::band::BindLimits,
+    label: &str,
+    shape: DwShape,
+    act: Activation,
+    src: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    at: super::conv::PackedAt,
+    dst: &wgpu::Buffer,
+) -> Option<Vec<Step>> {
+    let in_row = shape.in_w as u64 * shape.channels as u64 * 4;
+    let out_row = shape.out_w() as u64 * shape.channels as u64 * 4;
+    let ranges = |y0: u32, y1: u32| {
+        let (a, b) = super::band::input_rows(y0, y1, 3, shape.stride, 1, shape.in_h);
+        (
+            (a as u64 * in_row, b as u64 * in_row),
+            (y0 as u64 * out_row, y1 as u64 * out_row),
+        )
+    };
+    super::band::steps(
+        ctx,
+        kernel,
+        limits,
+        label,
+        shape.out_h(),
+        &[src, weights, dst],
+        |y0, y1| {
+            let ((a, b), (c, d)) = ranges(y0, y1);
+            vec![Some((a, b)), None, Some((c, d))]
+        },
+        |y0, y1, off| {
+            let bases = ((off[0] / 16) as u32, (off[2] / 16) as u32);
+            params(ctx, shape, act, at, 0, (y0, y1), bases)
+        },
     )
 }
 
@@ -216,7 +284,7 @@ mod tests {
             ctx,
             &[step(
                 ctx,
-                &kernel(ctx),
+                &kernel(ctx, false),
                 "dw",
                 shape,
                 act,
@@ -227,6 +295,40 @@ mod tests {
             )],
         );
         let gpu = download_f32(ctx, &db, n).unwrap();
+        // The same layer in bands of a few rows through windows at 256-byte offsets: the
+        // same arithmetic, so the same bits.
+        let in_row = (shape.in_w * shape.channels * 4) as u64;
+        let limits = crate::ops::band::BindLimits {
+            max_buffer: 1 << 30,
+            max_binding: 5 * in_row + 2 * (shape.out_w() * shape.channels * 4) as u64 + 512,
+            align: 256,
+        };
+        let bb = upload_f32(ctx, "d", &vec![0.0; n]);
+        let steps = banded_steps(
+            ctx,
+            &kernel(ctx, true),
+            &limits,
+            "dw",
+            shape,
+            act,
+            &sb,
+            &wb,
+            at,
+            &bb,
+        )
+        .expect("a row fits");
+        assert!(
+            steps.len() > 1 || in_row * shape.in_h as u64 <= limits.max_binding,
+            "{shape:?}: one band"
+        );
+        run_steps(ctx, &steps);
+        let by_band = download_f32(ctx, &bb, n).unwrap();
+        assert!(
+            gpu.iter()
+                .zip(&by_band)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{shape:?}: banded run differs from the whole one"
+        );
         assert_close(
             &gpu,
             &cpu(shape, act, &src[..real], &w, &b),

@@ -22,7 +22,10 @@ struct Params {
     w_offset: u32,
     b_offset: u32,
     grid_x: u32,
-    _pad: u32,
+    px0: u32,
+    px_end: u32,
+    src_base: u32,
+    _pad: [u32; 2],
 }
 
 /// PyTorch-layout weights of one level's three heads (`ClassHead.l`, `BboxHead.l`,
@@ -79,6 +82,37 @@ pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
     )
 }
 
+/// The parameters and workgroups of the heads over input rows `y0..y1`.
+fn params(
+    size: (u32, u32),
+    in_c: u32,
+    row_offset: u32,
+    at: PackedAt,
+    (y0, y1): (u32, u32),
+    src_base: u32,
+) -> (Params, [u32; 3]) {
+    debug_assert!(
+        in_c.is_multiple_of(4),
+        "head input channels must be a multiple of 4"
+    );
+    let groups = div_ceil(size.0 * (y1 - y0), 64);
+    let (gx, gy) = super::grid_2d(groups);
+    let params = Params {
+        width: size.0,
+        height: size.1,
+        in_c4: in_c / 4,
+        row_offset,
+        w_offset: (at.weights / 4) as u32,
+        b_offset: (at.bias / 4) as u32,
+        grid_x: gx * 64,
+        px0: y0 * size.0,
+        px_end: y1 * size.0,
+        src_base,
+        _pad: [0; 2],
+    };
+    (params, [gx, gy, 1])
+}
+
 /// One level's heads; `row_offset` is the number of anchors of the finer levels.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn step(
@@ -93,29 +127,43 @@ pub(crate) fn step(
     at: PackedAt,
     raw: &wgpu::Buffer,
 ) -> Step {
-    debug_assert!(
-        in_c.is_multiple_of(4),
-        "head input channels must be a multiple of 4"
-    );
-    let groups = div_ceil(size.0 * size.1, 64);
-    let (gx, gy) = super::grid_2d(groups);
-    let params = Params {
-        width: size.0,
-        height: size.1,
-        in_c4: in_c / 4,
-        row_offset,
-        w_offset: (at.weights / 4) as u32,
-        b_offset: (at.bias / 4) as u32,
-        grid_x: gx * 64,
-        _pad: 0,
-    };
+    let (params, workgroups) = params(size, in_c, row_offset, at, (0, size.1), 0);
     Step::with_uniform(
         ctx,
         kernel,
         label,
         &params,
         &[src, weights, raw],
-        Workgroups::Direct([gx, gy, 1]),
+        Workgroups::Direct(workgroups),
+    )
+}
+
+/// The heads over bands of rows of their input, bound as windows (see [`super::band`]); the
+/// raw outputs are bound whole (decode reads them whole, so they must fit a binding).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn banded_steps(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    limits: &super::band::BindLimits,
+    label: &str,
+    size: (u32, u32),
+    in_c: u32,
+    row_offset: u32,
+    src: &wgpu::Buffer,
+    weights: &wgpu::Buffer,
+    at: PackedAt,
+    raw: &wgpu::Buffer,
+) -> Option<Vec<Step>> {
+    let row = size.0 as u64 * in_c as u64 * 4;
+    super::band::steps(
+        ctx,
+        kernel,
+        limits,
+        label,
+        size.1,
+        &[src, weights, raw],
+        |y0, y1| vec![Some((y0 as u64 * row, y1 as u64 * row)), None, None],
+        |y0, y1, off| params(size, in_c, row_offset, at, (y0, y1), (off[0] / 16) as u32),
     )
 }
 

@@ -40,6 +40,10 @@ struct Params {
     ksize: u32,
     stride: u32,
     pad: u32,
+    oy0: u32,
+    rows: u32,
+    src_base: u32,
+    dst_base: u32,
 }
 
 pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
@@ -52,14 +56,11 @@ pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
     )
 }
 
-pub(crate) fn step(
-    ctx: &GpuContext,
-    kernel: &Arc<Kernel>,
-    label: &str,
+fn params(
     s: PoolShape,
-    src: &wgpu::Buffer,
-    dst: &wgpu::Buffer,
-) -> Step {
+    (y0, y1): (u32, u32),
+    (src_base, dst_base): (u32, u32),
+) -> (Params, [u32; 3]) {
     debug_assert!(s.pad < s.ksize, "a window of padding only has no maximum");
     let params = Params {
         in_w: s.in_w,
@@ -70,14 +71,63 @@ pub(crate) fn step(
         ksize: s.ksize,
         stride: s.stride,
         pad: s.pad,
+        oy0: y0,
+        rows: y1 - y0,
+        src_base,
+        dst_base,
     };
+    (
+        params,
+        [div_ceil(s.channels, 16), div_ceil(s.out_w(), 4), y1 - y0],
+    )
+}
+
+pub(crate) fn step(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    label: &str,
+    s: PoolShape,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+) -> Step {
+    let (params, workgroups) = params(s, (0, s.out_h()), (0, 0));
     Step::with_uniform(
         ctx,
         kernel,
         label,
         &params,
         &[src, dst],
-        Workgroups::Direct([div_ceil(s.channels, 16), div_ceil(s.out_w(), 4), s.out_h()]),
+        Workgroups::Direct(workgroups),
+    )
+}
+
+/// The pooling over bands of output rows through buffer windows (see [`super::band`]).
+pub(crate) fn banded_steps(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    limits: &super::band::BindLimits,
+    label: &str,
+    s: PoolShape,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+) -> Option<Vec<Step>> {
+    let in_row = s.in_w as u64 * s.channels as u64 * 4;
+    let out_row = s.out_w() as u64 * s.channels as u64 * 4;
+    super::band::steps(
+        ctx,
+        kernel,
+        limits,
+        label,
+        s.out_h(),
+        &[src, dst],
+        |y0, y1| {
+            let (a, b) = super::band::input_rows(y0, y1, s.ksize, s.stride, s.pad, s.in_h);
+            vec![
+                Some((a as u64 * in_row, b as u64 * in_row)),
+                Some((y0 as u64 * out_row, y1 as u64 * out_row)),
+            ]
+        },
+        |y0, y1, off| params(s, (y0, y1), ((off[0] / 4) as u32, (off[1] / 4) as u32)),
     )
 }
 

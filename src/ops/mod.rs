@@ -3,6 +3,7 @@
 
 pub mod add_relu;
 pub mod affine;
+pub mod band;
 pub mod conv;
 pub mod decode;
 pub mod depthwise;
@@ -46,6 +47,19 @@ impl Kernel {
         source: &str,
         entry: &str,
         slots: &[Slot],
+    ) -> Arc<Self> {
+        Self::with_constants(ctx, name, source, entry, slots, &[])
+    }
+
+    /// Like [`Kernel::new`] with values for the shader's `override` constants (e.g. the
+    /// `BANDED` variant of a convolution).
+    pub fn with_constants(
+        ctx: &GpuContext,
+        name: &'static str,
+        source: &str,
+        entry: &str,
+        slots: &[Slot],
+        constants: &[(&str, f64)],
     ) -> Arc<Self> {
         let entries: Vec<_> = slots
             .iter()
@@ -103,7 +117,10 @@ impl Kernel {
                 layout: Some(&pipeline_layout),
                 module: &module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
                 cache: None,
             });
         Arc::new(Self {
@@ -115,12 +132,25 @@ impl Kernel {
 
     /// Binds whole buffers, in slot order.
     pub fn bind(&self, ctx: &GpuContext, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let entries: Vec<_> = buffers
+        let windows: Vec<_> = buffers
+            .iter()
+            .map(|b| b.as_entire_buffer_binding())
+            .collect();
+        self.bind_windows(ctx, &windows)
+    }
+
+    /// Binds buffer windows (offset and size), in slot order.
+    pub fn bind_windows(
+        &self,
+        ctx: &GpuContext,
+        windows: &[wgpu::BufferBinding<'_>],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<_> = windows
             .iter()
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(b.clone()),
             })
             .collect();
         ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -167,6 +197,27 @@ impl Step {
             label: label.to_string(),
             kernel: kernel.clone(),
             bind_group: kernel.bind(ctx, &all),
+            workgroups,
+        }
+    }
+
+    /// Like [`Step::with_uniform`] with windows of buffers (banded ops, see [`band`]).
+    pub fn with_uniform_windows<P: bytemuck::Pod>(
+        ctx: &GpuContext,
+        kernel: &Arc<Kernel>,
+        label: &str,
+        params: &P,
+        windows: &[wgpu::BufferBinding<'_>],
+        workgroups: Workgroups,
+    ) -> Step {
+        let uniform = crate::gpu::uniform_buffer(ctx, label, params);
+        let all: Vec<wgpu::BufferBinding<'_>> = std::iter::once(uniform.as_entire_buffer_binding())
+            .chain(windows.iter().cloned())
+            .collect();
+        Step {
+            label: label.to_string(),
+            kernel: kernel.clone(),
+            bind_group: kernel.bind_windows(ctx, &all),
             workgroups,
         }
     }

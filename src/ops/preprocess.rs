@@ -44,6 +44,10 @@ struct Params {
     scale_x: f32,
     scale_y: f32,
     format: u32,
+    y0: u32,
+    rows: u32,
+    src_base: u32,
+    dst_base: u32,
     _pad: u32,
 }
 
@@ -69,43 +73,61 @@ pub(crate) fn texture_kernel(ctx: &GpuContext) -> Arc<Kernel> {
 }
 
 /// Preprocesses straight from `texture` (RGBA8 or BGRA8 unorm, `TEXTURE_BINDING` usage);
-/// built per frame since the texture changes.
-pub(crate) fn texture_step(
+/// built per frame since the texture changes. An output larger than one binding is written
+/// in bands through windows (see [`super::band`]).
+pub(crate) fn texture_steps(
     ctx: &GpuContext,
     kernel: &Arc<Kernel>,
+    limits: &super::band::BindLimits,
     r: Resample,
     texture: &wgpu::TextureView,
     dst: &wgpu::Buffer,
-) -> Step {
-    let uniform = uniform_buffer(ctx, "preprocess", &params(r));
-    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("preprocess texture"),
-        layout: &kernel.layout,
-        entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 2,
-                resource: dst.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 3,
-                resource: wgpu::BindingResource::TextureView(texture),
-            },
-        ],
+) -> Vec<Step> {
+    let row = r.dst_w as u64 * 16;
+    // One row of the network input always fits: the network's own bands, already built for
+    // this input, are wider.
+    let bands = super::band::split(r.dst_h, |y0, y1| {
+        limits.fits(dst.size(), y0 as u64 * row, y1 as u64 * row)
+    })
+    .unwrap_or_else(|| (0..r.dst_h).map(|y| (y, y + 1)).collect());
+    let steps = bands.into_iter().map(|(y0, y1)| {
+        let (window, offset) = limits.window(dst, y0 as u64 * row, y1 as u64 * row);
+        let (params, workgroups) = params(r, (y0, y1), (0, (offset / 16) as u32));
+        let uniform = uniform_buffer(ctx, "preprocess", &params);
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("preprocess texture"),
+            layout: &kernel.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: uniform.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::Buffer(window),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: wgpu::BindingResource::TextureView(texture),
+                },
+            ],
+        });
+        Step {
+            label: "preprocess".into(),
+            kernel: kernel.clone(),
+            bind_group,
+            workgroups: Workgroups::Direct(workgroups),
+        }
     });
-    Step {
-        label: "preprocess".into(),
-        kernel: kernel.clone(),
-        bind_group,
-        workgroups: Workgroups::Direct([div_ceil(r.dst_w, 16), div_ceil(r.dst_h, 16), 1]),
-    }
+    steps.collect()
 }
 
-fn params(r: Resample) -> Params {
-    Params {
+fn params(
+    r: Resample,
+    (y0, y1): (u32, u32),
+    (src_base, dst_base): (u32, u32),
+) -> (Params, [u32; 3]) {
+    let params = Params {
         src_w: r.src_w,
         src_h: r.src_h,
         dst_w: r.dst_w,
@@ -113,8 +135,13 @@ fn params(r: Resample) -> Params {
         scale_x: r.scale_x,
         scale_y: r.scale_y,
         format: r.format as u32,
+        y0,
+        rows: y1 - y0,
+        src_base,
+        dst_base,
         _pad: 0,
-    }
+    };
+    (params, [div_ceil(r.dst_w, 16), div_ceil(y1 - y0, 16), 1])
 }
 
 pub(crate) fn step(
@@ -124,14 +151,52 @@ pub(crate) fn step(
     src: &wgpu::Buffer,
     dst: &wgpu::Buffer,
 ) -> Step {
-    let params = params(r);
+    let (params, workgroups) = params(r, (0, r.dst_h), (0, 0));
     Step::with_uniform(
         ctx,
         kernel,
         "preprocess",
         &params,
         &[src, dst],
-        Workgroups::Direct([div_ceil(r.dst_w, 16), div_ceil(r.dst_h, 16), 1]),
+        Workgroups::Direct(workgroups),
+    )
+}
+
+/// The source rows output rows `y0..y1` sample, with a row of margin either side for the
+/// shader's f32 rounding of the sample position.
+fn source_rows(r: &Resample, y0: u32, y1: u32) -> (u32, u32) {
+    let at = |d: u32| ((d as f64 + 0.5) * r.scale_y as f64 - 0.5).floor();
+    let first = (at(y0) - 1.0).max(0.0) as u32;
+    let last = ((at(y1 - 1) + 3.0).max(1.0) as u32).min(r.src_h);
+    (first.min(last.saturating_sub(1)), last)
+}
+
+/// Preprocessing over bands of output rows, reading only the source rows each band samples
+/// and writing only its rows, through buffer windows (see [`super::band`]).
+pub(crate) fn banded_steps(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    limits: &super::band::BindLimits,
+    r: Resample,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+) -> Option<Vec<Step>> {
+    let (src_row, dst_row) = (r.src_w as u64 * 4, r.dst_w as u64 * 16);
+    super::band::steps(
+        ctx,
+        kernel,
+        limits,
+        "preprocess",
+        r.dst_h,
+        &[src, dst],
+        |y0, y1| {
+            let (a, b) = source_rows(&r, y0, y1);
+            vec![
+                Some((a as u64 * src_row, b as u64 * src_row)),
+                Some((y0 as u64 * dst_row, y1 as u64 * dst_row)),
+            ]
+        },
+        |y0, y1, off| params(r, (y0, y1), ((off[0] / 4) as u32, (off[1] / 16) as u32)),
     )
 }
 

@@ -22,6 +22,10 @@ struct Params {
     coarse_w: u32,
     coarse_h: u32,
     channels: u32,
+    y0: u32,
+    rows: u32,
+    fine_base: u32,
+    coarse_base: u32,
     _pad: [u32; 3],
 }
 
@@ -35,6 +39,29 @@ pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
     )
 }
 
+fn params(
+    s: UpShape,
+    (y0, y1): (u32, u32),
+    (fine_base, coarse_base): (u32, u32),
+) -> (Params, [u32; 3]) {
+    let params = Params {
+        fine_w: s.fine.0,
+        fine_h: s.fine.1,
+        coarse_w: s.coarse.0,
+        coarse_h: s.coarse.1,
+        channels: s.channels,
+        y0,
+        rows: y1 - y0,
+        fine_base,
+        coarse_base,
+        _pad: [0; 3],
+    };
+    (
+        params,
+        [div_ceil(s.channels, 16), div_ceil(s.fine.0, 4), y1 - y0],
+    )
+}
+
 pub(crate) fn step(
     ctx: &GpuContext,
     kernel: &Arc<Kernel>,
@@ -43,21 +70,45 @@ pub(crate) fn step(
     coarse: &wgpu::Buffer,
     fine: &wgpu::Buffer,
 ) -> Step {
-    let params = Params {
-        fine_w: s.fine.0,
-        fine_h: s.fine.1,
-        coarse_w: s.coarse.0,
-        coarse_h: s.coarse.1,
-        channels: s.channels,
-        _pad: [0; 3],
-    };
+    let (params, workgroups) = params(s, (0, s.fine.1), (0, 0));
     Step::with_uniform(
         ctx,
         kernel,
         label,
         &params,
         &[coarse, fine],
-        Workgroups::Direct([div_ceil(s.channels, 16), div_ceil(s.fine.0, 4), s.fine.1]),
+        Workgroups::Direct(workgroups),
+    )
+}
+
+/// The step over bands of fine rows through buffer windows (see [`super::band`]).
+pub(crate) fn banded_steps(
+    ctx: &GpuContext,
+    kernel: &Arc<Kernel>,
+    limits: &super::band::BindLimits,
+    label: &str,
+    s: UpShape,
+    coarse: &wgpu::Buffer,
+    fine: &wgpu::Buffer,
+) -> Option<Vec<Step>> {
+    let fine_row = s.fine.0 as u64 * s.channels as u64 * 4;
+    let coarse_row = s.coarse.0 as u64 * s.channels as u64 * 4;
+    // The shader's nearest row: floor(y * coarse_h / fine_h).
+    let src_row = |y: u32| y as u64 * s.coarse.1 as u64 / s.fine.1 as u64;
+    super::band::steps(
+        ctx,
+        kernel,
+        limits,
+        label,
+        s.fine.1,
+        &[coarse, fine],
+        |y0, y1| {
+            vec![
+                Some((src_row(y0) * coarse_row, (src_row(y1 - 1) + 1) * coarse_row)),
+                Some((y0 as u64 * fine_row, y1 as u64 * fine_row)),
+            ]
+        },
+        |y0, y1, off| params(s, (y0, y1), ((off[1] / 4) as u32, (off[0] / 4) as u32)),
     )
 }
 
