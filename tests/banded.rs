@@ -76,6 +76,14 @@ fn photo_whole_and_banded(det: &Detector, image: &str, opts: &DetectOptions) {
     );
     assert!(bands > 20, "{image}: only {bands} banded dispatches");
     same_faces(image, &whole, &banded);
+    // A frame already on the GPU: the texture's preprocess writes the input in bands too.
+    let texture = upload_texture(det.context(), &img, wgpu::TextureFormat::Rgba8Unorm);
+    det.set_binding_limit(None);
+    let whole = det.detect_texture(&texture, opts).unwrap();
+    det.set_binding_limit(Some(PHOTO_LIMIT));
+    let banded = det.detect_texture(&texture, opts).unwrap();
+    det.set_binding_limit(None);
+    same_faces(&format!("{image} (texture)"), &whole, &banded);
 }
 
 #[test]

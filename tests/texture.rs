@@ -7,41 +7,7 @@ use common::*;
 use retinaface::{DetectOptions, Error, Resize};
 
 fn texture(img: &image::RgbaImage, format: wgpu::TextureFormat) -> wgpu::Texture {
-    let ctx = detector().context();
-    let (w, h) = img.dimensions();
-    let tex = ctx.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("frame"),
-        size: wgpu::Extent3d {
-            width: w,
-            height: h,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-        view_formats: &[],
-    });
-    let mut bytes = img.as_raw().clone();
-    if format == wgpu::TextureFormat::Bgra8Unorm {
-        bytes.chunks_exact_mut(4).for_each(|p| p.swap(0, 2));
-    }
-    ctx.queue.write_texture(
-        tex.as_image_copy(),
-        &bytes,
-        wgpu::TexelCopyBufferLayout {
-            offset: 0,
-            bytes_per_row: Some(4 * w),
-            rows_per_image: Some(h),
-        },
-        wgpu::Extent3d {
-            width: w,
-            height: h,
-            depth_or_array_layers: 1,
-        },
-    );
-    tex
+    upload_texture(detector().context(), img, format)
 }
 
 #[test]

@@ -93,3 +93,46 @@ pub fn scaled_error(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
+
+/// `img` in a new texture of `format` (RGBA8 or BGRA8 unorm) on `ctx`'s device, as a frame
+/// already on the GPU would be.
+pub fn upload_texture(
+    ctx: &GpuContext,
+    img: &image::RgbaImage,
+    format: wgpu::TextureFormat,
+) -> wgpu::Texture {
+    let (w, h) = img.dimensions();
+    let tex = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("frame"),
+        size: wgpu::Extent3d {
+            width: w,
+            height: h,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    let mut bytes = img.as_raw().clone();
+    if format == wgpu::TextureFormat::Bgra8Unorm {
+        bytes.chunks_exact_mut(4).for_each(|p| p.swap(0, 2));
+    }
+    ctx.queue.write_texture(
+        tex.as_image_copy(),
+        &bytes,
+        wgpu::TexelCopyBufferLayout {
+            offset: 0,
+            bytes_per_row: Some(4 * w),
+            rows_per_image: Some(h),
+        },
+        wgpu::Extent3d {
+            width: w,
+            height: h,
+            depth_or_array_layers: 1,
+        },
+    );
+    tex
+}
