@@ -91,7 +91,13 @@ fn read_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     }
     match pickle_at(bytes, &mut pos, "protocol version")?.0 {
         Value::Int(LEGACY_PROTOCOL) => {}
-        v => return Err(bad(format!("unsupported legacy protocol version {v:?}"))),
+        // Only the kind: a hostile pickle's value may contain itself.
+        v => {
+            return Err(bad(format!(
+                "unsupported legacy protocol version (a {}, expected the int {LEGACY_PROTOCOL})",
+                v.kind()
+            )))
+        }
     }
     let sys_info = pickle_at(bytes, &mut pos, "sys_info")?.0;
     if let Some(Value::Bool(false)) = sys_info.dict_get("little_endian") {
@@ -147,15 +153,27 @@ fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let mut read_entry = |name: &str| -> Result<Vec<u8>> {
         let mut f = archive.by_name(name).map_err(zerr)?;
         let size = f.size();
-        if size > bytes.len() as u64 * 1032 {
-            // deflate cannot expand more than ~1032x: a larger claim is a corrupt header.
+        if size > f.compressed_size().saturating_mul(1032) || size > bytes.len() as u64 * 1032 {
+            // deflate cannot expand more than 1032x: a larger claim is a corrupt header.
             return Err(bad(format!(
-                "entry {name} claims an impossible size {size}"
+                "entry {name} claims {size} bytes, more than its {} compressed bytes can hold",
+                f.compressed_size()
             )));
         }
-        let mut out = Vec::with_capacity(size as usize);
-        f.read_to_end(&mut out)
+        // The declared size only sizes the first allocation when the archive can back it
+        // (stored entries, what torch.save writes); a deflated entry grows as it inflates.
+        let mut out = Vec::with_capacity(size.min(bytes.len() as u64) as usize);
+        // One byte past the declared size tells an entry that inflates to more than it says.
+        (&mut f)
+            .take(size + 1)
+            .read_to_end(&mut out)
             .map_err(|e| bad(format!("cannot read entry {name} ({e})")))?;
+        if out.len() as u64 != size {
+            return Err(bad(format!(
+                "entry {name} holds {} bytes, its header says {size}",
+                out.len()
+            )));
+        }
         Ok(out)
     };
     if let Ok(order) = read_entry(&format!("{prefix}byteorder")) {
@@ -195,7 +213,8 @@ fn tensors<'a>(
     };
     let mut cache: HashMap<String, std::borrow::Cow<'a, [u8]>> = HashMap::new();
     let mut out: Vec<(String, Tensor)> = Vec::new();
-    for (k, v) in entries.borrow().iter() {
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in entries.borrow().items.iter() {
         let raw_name = k
             .as_str()
             .ok_or_else(|| bad("a state dict key is not a string"))?;
@@ -228,20 +247,21 @@ fn tensors<'a>(
             cache.insert(key.clone(), bytes);
         }
         let bytes = &cache[key];
-        let (start, end) = (t.offset * 4, (t.offset + numel) * 4);
-        if end > bytes.len() || t.offset + numel > t.storage.numel {
+        let held = (bytes.len() / 4).min(t.storage.numel);
+        // Checked: the offset and the size come from the file and may be anything.
+        let end = t.offset.checked_add(numel).filter(|end| *end <= held);
+        let Some(end) = end else {
             return Err(bad(format!(
-                "tensor `{name}` reads elements {}..{} of a storage of {} (truncated?)",
+                "tensor `{name}` reads elements {}..{} of a storage of {held} (truncated?)",
                 t.offset,
-                t.offset + numel,
-                (bytes.len() / 4).min(t.storage.numel)
+                t.offset as u128 + numel as u128
             )));
-        }
-        let data = bytes[start..end]
+        };
+        let data = bytes[t.offset * 4..end * 4]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        if out.iter().any(|(n, _)| n == name) {
+        if !seen.insert(name) {
             return Err(bad(format!("tensor `{name}` appears twice")));
         }
         out.push((
@@ -377,12 +397,97 @@ enum Value {
     Str(Rc<str>),
     /// A value a state dict may carry but the reader never looks into (float, bytes).
     Opaque(&'static str),
-    Tuple(Rc<Vec<Value>>),
-    List(Rc<RefCell<Vec<Value>>>),
-    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Tuple(Rc<Items>),
+    List(Rc<RefCell<Items>>),
+    Dict(Rc<RefCell<Dict>>),
     Global(Global),
     Storage(Rc<StorageRef>),
     Tensor(Rc<TensorRef>),
+}
+
+/// The values of a tuple or list. Dropping one takes its nested containers apart with a work
+/// list instead of recursing: a few bytes of pickle per level (TUPLE1 repeated, or appends
+/// through the memo) nest values a million deep, and dropping those recursively overflows the
+/// stack.
+#[derive(Debug, Default)]
+struct Items(Vec<Value>);
+
+impl std::ops::Deref for Items {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Items {
+    fn deref_mut(&mut self) -> &mut Vec<Value> {
+        &mut self.0
+    }
+}
+
+impl Drop for Items {
+    fn drop(&mut self) {
+        dismantle(std::mem::take(&mut self.0));
+    }
+}
+
+/// A dict's items in insertion order, with an index of its string keys so that a repeated key
+/// replaces its value in place (Python semantics) without scanning the items: a scan per key
+/// made a pickle of many keys quadratic.
+#[derive(Debug, Default)]
+struct Dict {
+    items: Vec<(Value, Value)>,
+    by_key: HashMap<Rc<str>, usize>,
+}
+
+impl Dict {
+    fn insert(&mut self, k: Value, v: Value) {
+        if let Value::Str(s) = &k {
+            if let Some(&i) = self.by_key.get(s) {
+                self.items[i].1 = v;
+                return;
+            }
+            self.by_key.insert(s.clone(), self.items.len());
+        }
+        self.items.push((k, v));
+    }
+}
+
+impl Drop for Dict {
+    fn drop(&mut self) {
+        let items = std::mem::take(&mut self.items);
+        dismantle(items.into_iter().flat_map(|(k, v)| [k, v]).collect());
+    }
+}
+
+/// Drops `work` without recursing: a container whose last reference goes has its values moved
+/// to the work list first, so its own drop finds it empty. (A container that holds itself
+/// through the memo is never freed, which costs memory the file's size bounds, not a crash.)
+fn dismantle(mut work: Vec<Value>) {
+    while let Some(v) = work.pop() {
+        match v {
+            Value::Tuple(t) => {
+                if let Ok(mut t) = Rc::try_unwrap(t) {
+                    work.append(&mut t.0);
+                }
+            }
+            Value::List(l) => {
+                if let Ok(l) = Rc::try_unwrap(l) {
+                    work.append(&mut l.into_inner().0);
+                }
+            }
+            Value::Dict(d) => {
+                if let Ok(d) = Rc::try_unwrap(d) {
+                    let mut d = d.into_inner();
+                    for (k, v) in std::mem::take(&mut d.items) {
+                        work.push(k);
+                        work.push(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Value {
@@ -415,11 +520,10 @@ impl Value {
     }
     fn dict_get(&self, key: &str) -> Option<Value> {
         match self {
-            Value::Dict(d) => d
-                .borrow()
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v.clone()),
+            Value::Dict(d) => {
+                let d = d.borrow();
+                d.by_key.get(key).map(|i| d.items[*i].1.clone())
+            }
             _ => None,
         }
     }
@@ -547,14 +651,7 @@ impl<'a> Unpickler<'a> {
         let mut d = d.borrow_mut();
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            // Python dict semantics: a repeated key replaces the value in place.
-            match k
-                .as_str()
-                .and_then(|ks| d.iter().position(|(e, _)| e.as_str() == Some(ks)))
-            {
-                Some(i) => d[i].1 = v,
-                None => d.push((k, v)),
-            }
+            d.insert(k, v);
         }
         Ok(())
     }
@@ -607,7 +704,7 @@ impl<'a> Unpickler<'a> {
         };
         match func {
             Value::Global(Global::OrderedDict) => {
-                let d = Value::Dict(Rc::new(RefCell::new(Vec::new())));
+                let d = Value::Dict(Rc::default());
                 match args.first() {
                     None => {}
                     Some(Value::List(items)) => {
@@ -680,7 +777,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b'.' => return self.pop(),
                 b'(' => self.marks.push(self.stack.len()),
-                b')' => self.stack.push(Value::Tuple(Rc::new(Vec::new()))),
+                b')' => self.stack.push(Value::Tuple(Rc::default())),
                 b']' => self.stack.push(Value::List(Rc::default())),
                 b'}' => self.stack.push(Value::Dict(Rc::default())),
                 b'N' => self.stack.push(Value::None),
@@ -743,7 +840,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(Rc::new(items)))
+                    self.stack.push(Value::Tuple(Rc::new(Items(items))))
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -752,11 +849,12 @@ impl<'a> Unpickler<'a> {
                         items.push(self.pop()?);
                     }
                     items.reverse();
-                    self.stack.push(Value::Tuple(Rc::new(items)))
+                    self.stack.push(Value::Tuple(Rc::new(Items(items))))
                 }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::List(Rc::new(RefCell::new(items))))
+                    self.stack
+                        .push(Value::List(Rc::new(RefCell::new(Items(items)))))
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
