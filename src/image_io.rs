@@ -143,9 +143,67 @@ fn check_size(width: u32, height: u32, path: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// The most bytes deflate can expand one compressed byte to: a 258-byte match takes at least
+/// two bits (a 1-bit length code and a 1-bit distance code), 258 * 8 / 2.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// Refuses a PNG whose header declares more pixel data than its IDAT chunks can inflate to,
+/// before the decoder allocates the image: a damaged or hostile IHDR in a small file would
+/// otherwise cost up to 4 GiB (the [`MAX_PIXELS`] limit) before the missing data is noticed.
+/// Such a file can never decode, so nothing valid is refused. Files whose header cannot be
+/// read are left to the decoder, which names what is wrong with them.
+fn check_png_data(bytes: &[u8], path: Option<&Path>) -> Result<()> {
+    let be32 = |at: usize| -> Option<u64> {
+        Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as u64)
+    };
+    if bytes.get(12..16) != Some(b"IHDR") {
+        return Ok(());
+    }
+    let (Some(width), Some(height), Some(&depth), Some(&color)) =
+        (be32(16), be32(20), bytes.get(24), bytes.get(25))
+    else {
+        return Ok(());
+    };
+    check_size(width as u32, height as u32, path)?;
+    let channels = match color {
+        0 | 3 => 1,
+        2 => 3,
+        4 => 2,
+        6 => 4,
+        _ => return Ok(()),
+    };
+    let mut compressed = 0u64;
+    let mut at = 8;
+    while let (Some(len), Some(kind)) = (be32(at), bytes.get(at + 4..at + 8)) {
+        let available = (bytes.len() - (at + 8).min(bytes.len())) as u64;
+        if kind == b"IDAT" {
+            compressed += len.min(available);
+        }
+        if kind == b"IEND" || len >= available {
+            break;
+        }
+        at += 12 + len as usize;
+    }
+    let pixel_bytes = width * height * u64::from(depth) * channels / 8;
+    if pixel_bytes > compressed * DEFLATE_MAX_RATIO {
+        return Err(decode_error(
+            path,
+            format!(
+                "the PNG header declares a {width}x{height} image ({pixel_bytes} bytes of pixel \
+                 data), but its {compressed} bytes of compressed data can expand to at most {}: \
+                 the header is corrupt or the file truncated",
+                compressed * DEFLATE_MAX_RATIO
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn decode_png(bytes: &[u8], path: Option<&Path>) -> Result<RgbaImage> {
     use image::codecs::png::PngDecoder;
     use image::{ColorType, DynamicImage, ImageDecoder};
+
+    check_png_data(bytes, path)?;
 
     let png_error = |e: image::ImageError| match e {
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -323,6 +381,44 @@ mod jpeg {
         }
     }
 
+    /// Refuses a header that declares more 8x8 blocks than the file has bits, before the
+    /// image is allocated. libjpeg decodes the blocks that the data runs out before as flat
+    /// grey, so a damaged size field in a 2 KB file would otherwise allocate and "decode" up
+    /// to 4 GiB. A Huffman-coded block takes at least one bit (its DC code), so no valid
+    /// Huffman file is refused; an arithmetic-coded one would have to be a flat image that
+    /// compresses below a bit per block, which no camera or editor writes.
+    fn check_blocks(
+        width: u32,
+        height: u32,
+        sampling: &[(u32, u32)],
+        file_len: usize,
+        path: Option<&Path>,
+    ) -> Result<()> {
+        let max_h = sampling.iter().map(|s| s.0).max().unwrap_or(1).max(1);
+        let max_v = sampling.iter().map(|s| s.1).max().unwrap_or(1).max(1);
+        // libjpeg's width_in_blocks / height_in_blocks (jdinput.c).
+        let blocks: u64 = sampling
+            .iter()
+            .map(|&(h, v)| {
+                let bw = (u64::from(width) * u64::from(h)).div_ceil(u64::from(max_h) * 8);
+                let bh = (u64::from(height) * u64::from(v)).div_ceil(u64::from(max_v) * 8);
+                bw * bh
+            })
+            .sum();
+        let bits = file_len as u64 * 8;
+        if blocks > bits {
+            return Err(decode_error(
+                path,
+                format!(
+                    "the JPEG header declares a {width}x{height} image ({blocks} blocks of 8x8 \
+                     pixels), but the file's {file_len} bytes cannot hold that many (each block \
+                     takes at least one bit): the header is corrupt or the file truncated"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn decode_unguarded(
         bytes: &[u8],
         path: Option<&Path>,
@@ -336,6 +432,12 @@ mod jpeg {
         let (width, height) = decompress.size();
         let (width, height) = (width as u32, height as u32);
         check_size(width, height, path)?;
+        let sampling: Vec<(u32, u32)> = decompress
+            .components()
+            .iter()
+            .map(|c| (c.h_samp_factor as u32, c.v_samp_factor as u32))
+            .collect();
+        check_blocks(width, height, &sampling, bytes.len(), path)?;
         let rgba = if decompress.components().len() == 4 {
             // CMYK or YCCK (libjpeg converts YCCK to CMYK). libjpeg has no CMYK -> RGB conversion;
             // OpenCV applies its own formula (icvCvt_CMYK2BGR_8u_C4C3R), reproduced here, which
