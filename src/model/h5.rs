@@ -86,7 +86,11 @@ pub fn read(bytes: &[u8]) -> Result<HashMap<String, Result<Tensor, String>>> {
             let kind = leaf.strip_suffix(":0").unwrap_or(leaf);
             let name = torch_name(layer, kind)
                 .ok_or_else(|| err(format!("layer `{layer}`: unexpected weight `{wname}`")))?;
-            let shape: Vec<usize> = dataset.shape().iter().map(|d| *d as usize).collect();
+            let shape: Vec<usize> = dataset
+                .shape()
+                .iter()
+                .map(|d| usize::try_from(*d).unwrap_or(usize::MAX))
+                .collect();
             let is_f32 = matches!(
                 dataset.dtype(),
                 hdf5_reader::Datatype::FloatingPoint { size: 4, .. }
@@ -95,14 +99,19 @@ pub fn read(bytes: &[u8]) -> Result<HashMap<String, Result<Tensor, String>>> {
                 out.insert(name, Err(format!("{:?}", dataset.dtype())));
                 continue;
             }
-            let n: usize = shape.iter().product();
             // The decoder bounds its reads by the file size; a declared shape larger than the
-            // file cannot be backed by data and is refused before allocating.
-            if n.saturating_mul(4) > bytes.len() {
-                return Err(err(format!(
-                    "layer `{layer}`: dataset `{wname}` declares {n} floats, more than the file holds"
-                )));
-            }
+            // file cannot be backed by data and is refused before allocating. Checked: the
+            // dimensions are the file's and their product may overflow.
+            let n = shape
+                .iter()
+                .try_fold(1usize, |n, d| n.checked_mul(*d))
+                .filter(|n| n.saturating_mul(4) <= bytes.len())
+                .ok_or_else(|| {
+                    err(format!(
+                        "layer `{layer}`: dataset `{wname}` declares shape {shape:?}, more floats \
+                         than the file holds"
+                    ))
+                })?;
             let mut data = vec![0f32; n];
             dataset
                 .read_into(&mut data)

@@ -153,6 +153,50 @@ pub fn resolve_in_for(model: Model, paths: &[PathBuf]) -> Result<PathBuf> {
         })
 }
 
+/// Why `bytes` is not a safetensors file, in words that say whether it is damaged or another
+/// kind of file. Nothing is allocated from the header's sizes: the safetensors crate checks
+/// the declared offsets against the file before a tensor is touched, and the weights are
+/// copied from views of the file's own bytes.
+fn safetensors_reason(bytes: &[u8], e: safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    let header_len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()));
+    match e {
+        E::HeaderTooSmall | E::InvalidHeaderLength | E::HeaderTooLarge => format!(
+            "not a safetensors file: its first 8 bytes give a header length of {}, but the file \
+             has {} bytes (truncated, or another kind of file)",
+            header_len.unwrap_or(0),
+            bytes.len()
+        ),
+        E::MetadataIncompleteBuffer => {
+            // The largest end offset the header declares, read again from its JSON for the message.
+            let declared = header_len
+                .and_then(|n| bytes.get(8..8usize.checked_add(usize::try_from(n).ok()?)?))
+                .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
+                .and_then(|h| {
+                    h.as_object()?
+                        .values()
+                        .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
+                        .max()
+                });
+            let held =
+                (bytes.len() as u64).saturating_sub(header_len.unwrap_or(0).saturating_add(8));
+            match declared {
+                Some(d) => format!(
+                    "its header declares {d} bytes of tensor data, but {held} follow the header: \
+                     the file is truncated or its header corrupt"
+                ),
+                None => format!(
+                    "its tensors do not cover the {held} bytes after the header: the file is \
+                     truncated or its header corrupt"
+                ),
+            }
+        }
+        e => format!("not a valid safetensors file ({e})"),
+    }
+}
+
 /// Puts the file's path into errors raised while parsing its bytes.
 fn with_path(e: Error, path: &Path) -> Error {
     match e {
@@ -202,7 +246,7 @@ impl Weights {
     pub fn from_safetensors(bytes: &[u8]) -> Result<Self> {
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::WeightsFile {
             path: PathBuf::new(),
-            reason: format!("not a valid safetensors file ({e})"),
+            reason: safetensors_reason(bytes, e),
         })?;
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
