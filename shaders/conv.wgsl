@@ -60,6 +60,22 @@ struct Params {
 
 override BANDED: bool = false;
 
+// Where the bound windows start in the tensors: a constant 0 in whole-buffer pipelines, so
+// their index arithmetic compiles as it did before bands existed.
+fn src_base() -> u32 {
+    if BANDED {
+        return p.src_base;
+    }
+    return 0u;
+}
+
+fn dst_base() -> u32 {
+    if BANDED {
+        return p.dst_base;
+    }
+    return 0u;
+}
+
 // One input vec4; zeros for a tap outside the image in banded pipelines (elsewhere `i` is
 // then the zero pixel already).
 fn ld(i: u32, inside: bool) -> vec4<f32> {
@@ -91,7 +107,7 @@ fn store(ox: u32, oy: u32, c0: u32, v: vec4<f32>) {
     if ox >= p.out_w {
         return;
     }
-    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset - p.dst_base;
+    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset - dst_base();
     let a = activate(v);
     for (var j = 0u; j < 4u; j++) {
         if c0 + j < p.out_c {
@@ -137,10 +153,10 @@ fn main_4x8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id
             let ix2 = ix1 + s;
             let ix3 = ix2 + s;
             let m = vec4<u32>(ix0, ix1, ix2, ix3) < vec4<u32>(p.in_w);
-            let b0 = select(zero, (row + ix0) * p.in_c4 - p.src_base, m.x);
-            let b1 = select(zero, (row + ix1) * p.in_c4 - p.src_base, m.y);
-            let b2 = select(zero, (row + ix2) * p.in_c4 - p.src_base, m.z);
-            let b3 = select(zero, (row + ix3) * p.in_c4 - p.src_base, m.w);
+            let b0 = select(zero, (row + ix0) * p.in_c4 - src_base(), m.x);
+            let b1 = select(zero, (row + ix1) * p.in_c4 - src_base(), m.y);
+            let b2 = select(zero, (row + ix2) * p.in_c4 - src_base(), m.z);
+            let b3 = select(zero, (row + ix3) * p.in_c4 - src_base(), m.w);
             var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 2u;
             for (var c = 0u; c < p.in_c4; c++) {
                 let x0 = ld(b0 + c, m.x);
@@ -209,8 +225,8 @@ fn main_2x16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
             let ix1 = ix0 + s;
             let m0 = ix0 < p.in_w;
             let m1 = ix1 < p.in_w;
-            let i0 = select(zero, (row + ix0) * p.in_c4 - p.src_base, m0);
-            let i1 = select(zero, (row + ix1) * p.in_c4 - p.src_base, m1);
+            let i0 = select(zero, (row + ix0) * p.in_c4 - src_base(), m0);
+            let i1 = select(zero, (row + ix1) * p.in_c4 - src_base(), m1);
             var w = p.w_offset + (ky * p.ksize + kx) * tap_stride + g * 4u;
             for (var c = 0u; c < p.in_c4; c++) {
                 let x0 = ld(i0 + c, m0);

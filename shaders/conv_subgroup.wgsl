@@ -64,6 +64,22 @@ struct Params {
 
 override BANDED: bool = false;
 
+// Where the bound windows start in the tensors: a constant 0 in whole-buffer pipelines, so
+// their index arithmetic compiles as it did before bands existed.
+fn src_base() -> u32 {
+    if BANDED {
+        return p.src_base;
+    }
+    return 0u;
+}
+
+fn dst_base() -> u32 {
+    if BANDED {
+        return p.dst_base;
+    }
+    return 0u;
+}
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
@@ -84,7 +100,7 @@ fn store(live: bool, ox: u32, oy: u32, c0: u32, v: vec4<f32>) {
     if !live || ox >= p.out_w {
         return;
     }
-    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset - p.dst_base;
+    let base = (oy * p.out_w + ox) * p.out_c_stride + p.out_c_offset - dst_base();
     let a = activate(v);
     for (var j = 0u; j < 4u; j++) {
         if c0 + j < p.out_c {
@@ -115,7 +131,7 @@ fn tap_pixels(t: Tile, ky: u32, kx: u32) -> vec4<u32> {
     let ix0 = t.ox0 * p.stride + kx - p.pad;
     let ix = vec4<u32>(ix0, ix0 + p.stride, ix0 + 2u * p.stride, ix0 + 3u * p.stride);
     let inside = (ix < vec4<u32>(p.in_w)) & vec4<bool>(iy < p.in_h);
-    return select(vec4<u32>(zero), (vec4<u32>(iy * p.in_w) + ix) * p.in_c4 - p.src_base, inside);
+    return select(vec4<u32>(zero), (vec4<u32>(iy * p.in_w) + ix) * p.in_c4 - src_base(), inside);
 }
 
 // Which of a tap's 4 input pixels are inside the image (banded pipelines only).
@@ -306,7 +322,7 @@ fn store_px16(px: u32, c: u32, a: Acc16) {
     if px >= (p.oy0 + p.rows) * p.out_w {
         return;
     }
-    let base = px * p.out_c_stride + p.out_c_offset + c - p.dst_base;
+    let base = px * p.out_c_stride + p.out_c_offset + c - dst_base();
     let q = array<vec4<f32>, 4>(activate(a.q0), activate(a.q1), activate(a.q2), activate(a.q3));
     for (var k = 0u; k < 16u; k++) {
         if c + k < p.out_c {
@@ -336,7 +352,7 @@ fn main_1x1_8x16(
     var a7 = bias;
     // Pixels past the map (or the band) read its last pixel and store nothing.
     let last = (p.oy0 + p.rows) * p.out_w - 1u;
-    let base = vec4<u32>(p.src_base);
+    let base = vec4<u32>(src_base());
     let lo = min(vec4<u32>(px) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last)) * p.in_c4 - base;
     let hi = min(vec4<u32>(px) + vec4<u32>(4u, 5u, 6u, 7u), vec4<u32>(last)) * p.in_c4 - base;
     let l = lane & 7u;

@@ -52,6 +52,22 @@ struct Params {
 
 override BANDED: bool = false;
 
+// Where the bound windows start in the tensors: a constant 0 in whole-buffer pipelines, so
+// their index arithmetic compiles as it did before bands existed.
+fn src_base() -> u32 {
+    if BANDED {
+        return p.src_base;
+    }
+    return 0u;
+}
+
+fn dst_base() -> u32 {
+    if BANDED {
+        return p.dst_base;
+    }
+    return 0u;
+}
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
@@ -99,7 +115,7 @@ struct Row {
 fn column(iy: u32, x: u32, g: u32) -> vec4<f32> {
     let zero = p.zero;
     let inside = x < p.in_w && iy < p.in_h;
-    let i = select(zero, (iy * p.in_w + x) * p.c4 - p.src_base, inside);
+    let i = select(zero, (iy * p.in_w + x) * p.c4 - src_base(), inside);
     if BANDED {
         return select(vec4<f32>(0.0), src[i + g], inside);
     }
@@ -147,7 +163,7 @@ fn store(oy: u32, ox0: u32, g: u32, live: bool, a: Acc) {
     if !live || oy >= p.band_y1 {
         return;
     }
-    let o = (oy * p.out_w + ox0) * p.c4 + g - p.dst_base;
+    let o = (oy * p.out_w + ox0) * p.c4 + g - dst_base();
     dst[o] = activate(a.a0);
     if ox0 + 1u < p.out_w {
         dst[o + p.c4] = activate(a.a1);
