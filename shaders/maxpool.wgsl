@@ -36,7 +36,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     // The lowest finite f32: every window holds at least one tap inside the image (pad < k).
-    var m = -3.40282347e+38;
+    // Written in hex: the decimal -3.40282347e+38 rounds past f32's range in Chrome's WGSL
+    // compiler (Tint), which rejects it; naga accepts both.
+    var m = -0x1.fffffep+127f;
     for (var ky = 0u; ky < p.ksize; ky++) {
         // Unsigned wrap-around turns "above the top edge" into "past the bottom edge".
         let iy = oy * p.stride + ky - p.pad;
