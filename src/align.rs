@@ -7,16 +7,21 @@
 //! are no black corners: outside the image the nearest edge pixel is used, and black appears
 //! only in the letterbox bands of a `target_size`.
 
-use std::path::Path;
+use image::RgbImage;
 
-use image::{RgbImage, RgbaImage};
-
-use crate::detector::Detector;
 use crate::error::{Error, Result};
 use crate::face::{Face, Landmarks};
-use crate::gpu::{map_and_copy, storage_buffer};
-use crate::ops::warp::{self, CropSpec, OutFormat};
-use crate::options::{DetectOptions, Resize};
+use crate::ops::warp::CropSpec;
+use crate::options::DetectOptions;
+#[cfg(feature = "native")]
+use {
+    crate::detector::Detector,
+    crate::gpu::{map_and_copy, storage_buffer},
+    crate::ops::warp::{self, OutFormat},
+    crate::options::Resize,
+    image::RgbaImage,
+    std::path::Path,
+};
 
 /// The five ArcFace reference points in a 112x112 crop (insightface's `arcface_dst`), in the
 /// order of [`Landmarks::points`]: right eye (the image-left eye), left eye, nose, right and
@@ -281,6 +286,7 @@ pub const REFINE_FACES_PER_DETECTION: usize = 16;
 /// it, refinement on `small_group` face 2 of the mirrored photo alternates between two
 /// angles 1.6 degrees apart).
 pub const REFINE_TURNS_DEG: [f64; 3] = [-2.0, 0.0, 2.0];
+#[cfg(feature = "native")]
 const VIEWS: usize = 2 * REFINE_TURNS_DEG.len();
 
 /// Most passes of [`Detector::refine_landmarks`].
@@ -321,6 +327,7 @@ pub fn probe_geometry(face: &Face, turn: f64) -> CropGeometry {
 
 /// The same view, mirrored left to right: output pixel (u, v) shows what `g` shows at
 /// (width - 1 - u, v).
+#[cfg(feature = "native")]
 fn mirrored(g: &CropGeometry) -> CropGeometry {
     let [[a, b, c], [d, e, f]] = g.to_image.m;
     let last = (g.spec.width - 1) as f64;
@@ -448,6 +455,8 @@ impl FaceCrop {
     }
 }
 
+// Cropping reads the crops back with a blocking wait (native only).
+#[cfg(feature = "native")]
 impl Detector {
     /// Detects faces and crops each one as [`ExtractOptions`] says (by default: eyes levelled,
     /// the detected box, native size), in the order of the detections. All crops of the

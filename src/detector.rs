@@ -1,7 +1,10 @@
 //! The detector: weights on the GPU once, a cached plan per input size, one submit per image.
 
+#[cfg(feature = "native")]
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+#[cfg(feature = "native")]
+use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 use wgpu::util::DeviceExt;
 
@@ -10,15 +13,22 @@ use crate::face::{Face, Landmarks};
 use crate::gpu::profiler::Timestamps;
 use crate::gpu::{GpuContext, KernelPath};
 use crate::model::arch::Model;
-use crate::model::plan::{too_large, Input, Kernels, NetPlan, Plan, RunSettings};
+#[cfg(feature = "native")]
+use crate::model::plan::NetPlan;
+use crate::model::plan::{too_large, Input, Kernels, Plan, RunSettings};
 use crate::model::postprocess::RawFace;
-use crate::model::weights::{self, Packed, Weights};
+#[cfg(feature = "native")]
+use crate::model::weights;
+use crate::model::weights::{Packed, Weights};
 use crate::ops::band::BindLimits;
 use crate::ops::preprocess::{InputFormat, Resample};
+#[cfg(feature = "native")]
 use crate::ops::{warp, Kernel};
 use crate::options::DetectOptions;
 use crate::profile::{Profile, StepTime};
-use crate::tuning::{TunedShape, Tuning};
+#[cfg(feature = "native")]
+use crate::tuning::TunedShape;
+use crate::tuning::Tuning;
 
 /// Images smaller than this on either side are refused: the smallest anchor is 16 px.
 pub const MIN_SIDE: u32 = 16;
@@ -68,6 +78,7 @@ pub struct Detector {
     options: DetectOptions,
     timestamps: Mutex<Option<Timestamps>>,
     /// The crop shader (`align.rs`), compiled on first use: detection alone never needs it.
+    #[cfg(feature = "native")]
     warp: OnceLock<Arc<Kernel>>,
     /// Which conv kernel each layer shape runs (the rule table, or measured choices).
     tuning: RwLock<Tuning>,
@@ -78,6 +89,7 @@ pub struct Detector {
 impl Detector {
     /// Opens the default GPU and loads the weights from `weights` or the usual places
     /// (`RETINAFACE_WEIGHTS`, `./weights`, the per-user cache).
+    #[cfg(feature = "native")]
     pub fn new(weights: Option<&Path>) -> Result<Self> {
         Self::for_model(Model::Mnet025, weights)
     }
@@ -86,6 +98,7 @@ impl Detector {
     /// ([`Model::file_name`], as `retinaface fetch-weights MODEL` installs it). A file named
     /// by `weights` or `RETINAFACE_WEIGHTS` is used whatever model it holds. `.pth`
     /// checkpoints are converted in memory.
+    #[cfg(feature = "native")]
     pub fn for_model(model: Model, weights: Option<&Path>) -> Result<Self> {
         let path = weights::resolve_for(model, weights)?;
         let w = Weights::load(&path)?;
@@ -100,14 +113,22 @@ impl Detector {
     /// Runs on the caller's device and queue, with the fastest kernels the device supports
     /// ([`GpuContext::kernel_path`]). Fails with [`Error::OutOfMemory`] when the weights do
     /// not fit the device, and with [`Error::DeviceLost`] on a lost device.
+    #[cfg(feature = "native")]
     pub fn with_context(ctx: GpuContext, w: &Weights) -> Result<Self> {
+        pollster::block_on(Self::with_context_async(ctx, w))
+    }
+
+    /// [`Detector::with_context`] without blocking: the constructor for a browser, where the
+    /// upload's errors arrive through promises (`ctx` from [`GpuContext::new_async`]).
+    pub async fn with_context_async(ctx: GpuContext, w: &Weights) -> Result<Self> {
         let path = ctx.kernel_path();
-        Self::build(ctx, Arc::new(w.pack()), path)
+        Self::build_async(ctx, Arc::new(w.pack()), path).await
     }
 
     /// Like [`Detector::with_context`] with a chosen kernel family: to compare the families,
     /// or to run the portable one where a driver's subgroups misbehave. Detections are the
     /// same either way within float rounding.
+    #[cfg(feature = "native")]
     pub fn with_kernel_path(ctx: GpuContext, w: &Weights, path: KernelPath) -> Result<Self> {
         if !path.supported_by(&ctx.device) {
             return Err(Error::InvalidOption(format!(
@@ -125,6 +146,7 @@ impl Detector {
 
     /// Reads the choices `retinaface bench --tune` saved for this adapter, if any
     /// (`RETINAFACE_TUNING=off` ignores them).
+    #[cfg(feature = "native")]
     fn with_cached_tuning(self) -> Self {
         if std::env::var("RETINAFACE_TUNING").as_deref() == Ok("off") {
             return self;
@@ -133,6 +155,12 @@ impl Detector {
             let t = Tuning::load(&file, &self.tuning_key());
             *self.tuning.write().unwrap_or_else(|e| e.into_inner()) = t;
         }
+        self
+    }
+
+    /// Without files there is no saved tuning: the rule table chooses.
+    #[cfg(not(feature = "native"))]
+    fn with_cached_tuning(self) -> Self {
         self
     }
 
@@ -171,6 +199,7 @@ impl Detector {
     /// (spending at most about `budget`; shapes not reached keep the rule table's choice).
     /// Returns the measurements; [`Tuning::save`] with [`Detector::tuning_key`] keeps them
     /// for later detectors on this adapter (`retinaface bench --tune` does both).
+    #[cfg(feature = "native")]
     pub fn tune(
         &self,
         net_w: u32,
@@ -212,7 +241,12 @@ impl Detector {
         Ok(measured)
     }
 
+    #[cfg(feature = "native")]
     fn build(ctx: GpuContext, packed: Arc<Packed>, path: KernelPath) -> Result<Self> {
+        pollster::block_on(Self::build_async(ctx, packed, path))
+    }
+
+    async fn build_async(ctx: GpuContext, packed: Arc<Packed>, path: KernelPath) -> Result<Self> {
         ctx.check_alive()?;
         // The weights are one storage binding: a device whose limits cannot hold it (a
         // caller's device opened with small limits) gets a typed error, not wgpu's panic.
@@ -228,16 +262,18 @@ impl Detector {
                 ),
             });
         }
-        let (kernels, weights) = ctx.scoped("uploading the weights", Some(bytes), || {
-            let weights = ctx
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("weights"),
-                    contents: bytemuck::cast_slice(&packed.data),
-                    usage: wgpu::BufferUsages::STORAGE,
-                });
-            (Kernels::new(&ctx, path), weights)
-        })?;
+        let (kernels, weights) = ctx
+            .scoped_async("uploading the weights", Some(bytes), async || {
+                let weights = ctx
+                    .device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("weights"),
+                        contents: bytemuck::cast_slice(&packed.data),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    });
+                (Kernels::new(&ctx, path), weights)
+            })
+            .await?;
         Ok(Self {
             kernels,
             ctx,
@@ -246,6 +282,7 @@ impl Detector {
             plans: Mutex::new(Vec::new()),
             options: DetectOptions::default(),
             timestamps: Mutex::new(None),
+            #[cfg(feature = "native")]
             warp: OnceLock::new(),
             tuning: RwLock::new(Tuning::default()),
             bind_limits: RwLock::new(None),
@@ -284,6 +321,7 @@ impl Detector {
     /// a [`Stream`] must be finished first (the borrow checker sees to it). Only for a
     /// detector on a device this crate opened ([`Detector::new`], [`GpuContext::new`]): on
     /// yours, call [`Detector::recover_on`] with a new device.
+    #[cfg(feature = "native")]
     pub fn recover(&mut self) -> Result<()> {
         if !self.ctx.owns_device() {
             return Err(Error::InvalidOption(
@@ -297,6 +335,7 @@ impl Detector {
     }
 
     /// Like [`Detector::recover`], on the device and queue of `ctx` (the caller's new device).
+    #[cfg(feature = "native")]
     pub fn recover_on(&mut self, ctx: GpuContext) -> Result<()> {
         *self = self.rebuild_on(ctx)?;
         Ok(())
@@ -305,11 +344,13 @@ impl Detector {
     /// A new detector like this one (weights, options, kernel family, tuning) on a new
     /// device of its own: the successor of a detector shared between threads whose device
     /// was lost, swapped in where it is shared (an `Arc<Detector>` behind a lock).
+    #[cfg(feature = "native")]
     pub fn rebuild(&self) -> Result<Detector> {
         self.rebuild_on(GpuContext::new()?)
     }
 
     /// Like [`Detector::rebuild`], on the device and queue of `ctx`.
+    #[cfg(feature = "native")]
     pub fn rebuild_on(&self, ctx: GpuContext) -> Result<Detector> {
         let path = if self.kernel_path().supported_by(&ctx.device) {
             self.kernel_path()
@@ -346,14 +387,17 @@ impl Detector {
     }
 
     /// Detects faces with the detector's options; sorted by score, highest first.
+    #[cfg(feature = "native")]
     pub fn detect(&self, image: &image::RgbaImage) -> Result<Vec<Face>> {
         self.detect_with(image, &self.options)
     }
 
+    #[cfg(feature = "native")]
     pub fn detect_path(&self, path: &Path) -> Result<Vec<Face>> {
         self.detect_path_with(path, &self.options)
     }
 
+    #[cfg(feature = "native")]
     pub fn detect_path_with(&self, path: &Path, opts: &DetectOptions) -> Result<Vec<Face>> {
         self.detect_with(&crate::image_io::load_path(path)?, opts)
     }
@@ -362,7 +406,20 @@ impl Detector {
     /// the model's input format ([`Model::input_format`]): BGR minus (104, 117, 123) for
     /// Pytorch_Retinaface's networks, raw RGB 0..255 for retina-face's. `opts.resize` is
     /// ignored: boxes are in input pixels.
+    #[cfg(feature = "native")]
     pub fn detect_tensor(
+        &self,
+        input_hwc: &[f32],
+        w: u32,
+        h: u32,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Face>> {
+        pollster::block_on(self.detect_tensor_async(input_hwc, w, h, opts))
+    }
+
+    /// [`Detector::detect_tensor`] without blocking the thread (see
+    /// [`Detector::detect_texture_async`]).
+    pub async fn detect_tensor_async(
         &self,
         input_hwc: &[f32],
         w: u32,
@@ -390,12 +447,31 @@ impl Detector {
             format: self.packed.model.input_format(),
         };
         let input = with_zero_channel(input_hwc);
-        Ok(self.run(r, Input::Tensor(&input), opts, 1.0, false)?.0)
+        Ok(self
+            .run_async(r, Input::Tensor(&input), opts, 1.0, false)
+            .await?
+            .0)
     }
 
+    #[cfg(feature = "native")]
     pub fn detect_with(&self, image: &image::RgbaImage, opts: &DetectOptions) -> Result<Vec<Face>> {
+        pollster::block_on(self.detect_with_async(image, opts))
+    }
+
+    /// [`Detector::detect_with`] without blocking the thread (see
+    /// [`Detector::detect_texture_async`]). For pixels already on the CPU, and for
+    /// retina-face's network, whose exact resize runs on the host (the texture path
+    /// approximates it).
+    pub async fn detect_with_async(
+        &self,
+        image: &image::RgbaImage,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Face>> {
         let (r, step, pixels) = self.check_image(image, opts)?;
-        Ok(self.run(r, Input::Rgba(&pixels), opts, step, false)?.0)
+        Ok(self
+            .run_async(r, Input::Rgba(&pixels), opts, step, false)
+            .await?
+            .0)
     }
 
     /// Detects on a texture already on the detector's device (a game's render target, a
@@ -404,11 +480,50 @@ impl Detector {
     /// 8 bits, within a grey level of OpenCV's, not its exact arithmetic (images go through
     /// [`crate::cv_resize`] on the host).
     /// The texture must be `Rgba8Unorm` or `Bgra8Unorm` with `TEXTURE_BINDING` usage.
+    #[cfg(feature = "native")]
     pub fn detect_texture(
         &self,
         texture: &wgpu::Texture,
         opts: &DetectOptions,
     ) -> Result<Vec<Face>> {
+        pollster::block_on(self.detect_texture_async(texture, opts))
+    }
+
+    /// [`Detector::detect_texture`] without blocking the thread: the way to detect in a
+    /// browser, where the picture (an `ImageBitmap`, a `<video>` frame) is copied into a
+    /// texture with `Queue::copy_external_image_to_texture` and the faces arrive when the
+    /// page's event loop has run the readback. Natively it waits for the GPU inside, as the
+    /// blocking call does.
+    pub async fn detect_texture_async(
+        &self,
+        texture: &wgpu::Texture,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Face>> {
+        let (r, step, view) = self.texture_input(texture, opts)?;
+        Ok(self
+            .run_async(r, Input::Texture(&view), opts, step, false)
+            .await?
+            .0)
+    }
+
+    /// [`Detector::detect_texture_async`] with every dispatch timed by GPU timestamps, as
+    /// [`Detector::detect_profiled`] does (the profile is empty without `TIMESTAMP_QUERY`).
+    pub async fn detect_texture_profiled_async(
+        &self,
+        texture: &wgpu::Texture,
+        opts: &DetectOptions,
+    ) -> Result<(Vec<Face>, Profile)> {
+        let (r, step, view) = self.texture_input(texture, opts)?;
+        self.run_async(r, Input::Texture(&view), opts, step, true)
+            .await
+    }
+
+    /// Checks a texture and works out its resampling.
+    fn texture_input(
+        &self,
+        texture: &wgpu::Texture,
+        opts: &DetectOptions,
+    ) -> Result<(Resample, f32, wgpu::TextureView)> {
         let format = texture.format();
         if !matches!(
             format,
@@ -437,13 +552,13 @@ impl Detector {
             });
         }
         let (r, step, _) = resample(opts, self.packed.model, w, h);
-        let view = texture.create_view(&Default::default());
-        Ok(self.run(r, Input::Texture(&view), opts, step, false)?.0)
+        Ok((r, step, texture.create_view(&Default::default())))
     }
 
     /// Detects like [`Detector::detect_with`] and times every dispatch with GPU timestamps.
     /// Each dispatch then runs in a pass of its own, which costs a little; use for profiling.
     /// The profile is empty when the device lacks `TIMESTAMP_QUERY`.
+    #[cfg(feature = "native")]
     pub fn detect_profiled(
         &self,
         image: &image::RgbaImage,
@@ -503,6 +618,7 @@ impl Detector {
         Ok((identity, step, std::borrow::Cow::Owned(rgba)))
     }
 
+    #[cfg(feature = "native")]
     fn run(
         &self,
         r: Resample,
@@ -511,27 +627,56 @@ impl Detector {
         step: f32,
         profile: bool,
     ) -> Result<(Vec<Face>, Profile)> {
+        pollster::block_on(self.run_async(r, input, opts, step, profile))
+    }
+
+    async fn run_async(
+        &self,
+        r: Resample,
+        input: Input<'_>,
+        opts: &DetectOptions,
+        step: f32,
+        profile: bool,
+    ) -> Result<(Vec<Face>, Profile)> {
         let run = settings(opts, step);
-        let mut plan = self.checkout(r)?;
-        // Only profiled runs take the timestamp lock: plain detections on other threads must
-        // not wait for each other here.
-        let mut guard = profile.then(|| self.timestamps.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut plan = self.checkout_async(r).await?;
         let from_pixels = !matches!(input, Input::Tensor(_));
-        if let Some(g) = guard.as_mut() {
+        // A profiled run borrows the detector's query set; it is taken out of the lock rather
+        // than locked across the await, and a concurrent profiled run makes its own. Plain
+        // detections never touch the lock.
+        let ts = if profile {
             // A pass per step: banded plans of large inputs have more than the usual ~100.
             let needed =
                 (plan.steps(from_pixels).count() as u32).min(wgpu::QUERY_SET_MAX_QUERIES / 2);
-            if g.as_ref().is_none_or(|t| t.capacity() < needed) {
-                **g = self.scoped("timestamp queries", || {
-                    Timestamps::new(&self.ctx, needed.max(256))
-                })?;
+            let cached = self
+                .timestamps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .filter(|t| t.capacity() >= needed);
+            match cached {
+                Some(ts) => Some(ts),
+                None => {
+                    self.ctx
+                        .scoped_async("timestamp queries", None, async || {
+                            Timestamps::new(&self.ctx, needed.max(256))
+                        })
+                        .await?
+                }
             }
+        } else {
+            None
+        };
+        let result = self
+            .ctx
+            .scoped_async("detection", None, async || {
+                plan.submit(&self.ctx, input, run, ts.as_ref());
+                plan.collect_async(&self.ctx, ts.as_ref()).await
+            })
+            .await;
+        if let Some(ts) = ts {
+            *self.timestamps.lock().unwrap_or_else(|e| e.into_inner()) = Some(ts);
         }
-        let ts = guard.as_ref().and_then(|g| g.as_ref());
-        let result = self.scoped("detection", || {
-            plan.submit(&self.ctx, input, run, ts);
-            plan.collect(&self.ctx, ts)
-        });
         let steps = match &result {
             Ok(Ok((_, times))) => plan
                 .steps(from_pixels)
@@ -556,7 +701,12 @@ impl Detector {
     /// [`Detector::checkin`], so concurrent calls and frames in flight never share buffers.
     /// Sizes are checked against the device's limits only when a plan has to be built: a
     /// cached plan already fits.
+    #[cfg(feature = "native")]
     fn checkout(&self, r: Resample) -> Result<Plan> {
+        pollster::block_on(self.checkout_async(r))
+    }
+
+    async fn checkout_async(&self, r: Resample) -> Result<Plan> {
         // A lost device accepts work silently and never returns it: refuse before starting.
         self.ctx.check_alive()?;
         {
@@ -572,18 +722,20 @@ impl Detector {
         }
         let what = format!("the buffers of a {}x{} network input", r.dst_w, r.dst_h);
         let bytes = self.activation_bytes(r.dst_w, r.dst_h).0 + src_pixels * 4;
-        self.ctx.scoped(&what, Some(bytes), || {
-            let tuning = self.tuning.read().unwrap_or_else(|e| e.into_inner());
-            Plan::new(
-                &self.ctx,
-                &self.kernels,
-                &self.weights,
-                &self.packed,
-                &tuning,
-                r,
-                &limits,
-            )
-        })?
+        self.ctx
+            .scoped_async(&what, Some(bytes), async || {
+                let tuning = self.tuning.read().unwrap_or_else(|e| e.into_inner());
+                Plan::new(
+                    &self.ctx,
+                    &self.kernels,
+                    &self.weights,
+                    &self.packed,
+                    &tuning,
+                    r,
+                    &limits,
+                )
+            })
+            .await?
     }
 
     /// Returns a plan to the cache after a successful run (a failed one may have left a
@@ -600,6 +752,7 @@ impl Detector {
     /// Detects on many images of any sizes, keeping up to `depth` of them on the GPU at
     /// once so that uploading one overlaps computing another. Results are in input order; a
     /// bad image gets its error and the others go on.
+    #[cfg(feature = "native")]
     pub fn detect_batch(
         &self,
         images: &[image::RgbaImage],
@@ -639,6 +792,7 @@ impl Detector {
     /// A stream for video: frames go in with [`Stream::push`], and each push returns the
     /// faces of the oldest frame once `depth` frames are in flight (`depth` >= 1; 2 or 3
     /// keeps the GPU busy while the caller decodes the next frame).
+    #[cfg(feature = "native")]
     pub fn stream(&self, opts: &DetectOptions, depth: usize) -> Stream<'_> {
         Stream {
             detector: self,
@@ -650,6 +804,7 @@ impl Detector {
 
     /// Runs `f` with wgpu's errors turned into ours ([`GpuContext::scoped`]) instead of
     /// wgpu's default panic.
+    #[cfg(feature = "native")]
     pub(crate) fn scoped<T>(&self, stage: &str, f: impl FnOnce() -> T) -> Result<T> {
         self.ctx.scoped(stage, None, f)
     }
@@ -658,6 +813,7 @@ impl Detector {
     /// the named intermediate tensors (channels-last) and the raw head outputs (16 per anchor).
     /// For tests and debugging: it reads back intermediates, which detection never does.
     #[doc(hidden)]
+    #[cfg(feature = "native")]
     pub fn forward_tensors(
         &self,
         input_hwc: &[f32],
@@ -715,6 +871,7 @@ impl Detector {
     }
 
     /// The pipeline of `shaders/warp.wgsl` (face crops), compiled on first use.
+    #[cfg(feature = "native")]
     pub(crate) fn warp_kernel(&self) -> &Arc<Kernel> {
         self.warp.get_or_init(|| warp::kernel(&self.ctx))
     }
@@ -762,6 +919,7 @@ fn to_face(r: RawFace) -> Face {
 }
 
 /// Frames in flight on the GPU, oldest first; see [`Detector::stream`].
+#[cfg(feature = "native")]
 pub struct Stream<'a> {
     detector: &'a Detector,
     opts: DetectOptions,
@@ -769,6 +927,7 @@ pub struct Stream<'a> {
     in_flight: std::collections::VecDeque<(Resample, Plan)>,
 }
 
+#[cfg(feature = "native")]
 impl Stream<'_> {
     /// Submits a frame. Once `depth` frames are in flight, waits for the oldest and returns
     /// its faces (`Some(Err(..))` if its readback failed). An invalid frame, or any frame once
@@ -815,6 +974,7 @@ impl Stream<'_> {
     }
 }
 
+#[cfg(feature = "native")]
 impl Drop for Stream<'_> {
     fn drop(&mut self) {
         // Plans must not go back to the cache with a readback still pending.

@@ -21,15 +21,19 @@ pub mod detector;
 pub mod error;
 pub mod eval;
 pub mod face;
+#[cfg(feature = "native")]
 pub mod fetch;
+#[cfg(feature = "native")]
 pub mod fs_atomic;
 pub mod gpu;
+#[cfg(feature = "native")]
 pub mod image_io;
 pub mod model;
 pub mod ops;
 pub mod options;
 pub mod profile;
 pub mod tuning;
+#[cfg(feature = "native")]
 pub mod video;
 
 pub use align::{ExtractOptions, FaceCrop};

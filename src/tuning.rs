@@ -10,16 +10,23 @@
 //! golden images with each one).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::gpu::{storage_buffer, GpuContext, KernelPath};
-use crate::model::arch::{Graph, Op};
-use crate::model::plan::{head_shape, Kernels};
-use crate::model::weights::Packed;
-use crate::ops::conv::{self, ConvShape, PackedAt, Variant};
-use crate::ops::Activation;
+use crate::gpu::{GpuContext, KernelPath};
+use crate::ops::conv::{ConvShape, Variant};
+// The cache is a file, and measuring times submits with the wall clock and waits on the GPU:
+// none of that in a browser (`std::time::Instant` panics on wasm32-unknown-unknown).
+#[cfg(feature = "native")]
+use {
+    crate::error::{Error, Result},
+    crate::gpu::storage_buffer,
+    crate::model::arch::{Graph, Op},
+    crate::model::plan::{head_shape, Kernels},
+    crate::model::weights::Packed,
+    crate::ops::conv::{self, PackedAt},
+    crate::ops::Activation,
+    std::path::{Path, PathBuf},
+    std::time::{Duration, Instant},
+};
 
 /// The file in the per-user cache directory.
 pub const FILE: &str = "tuning.json";
@@ -86,12 +93,14 @@ impl Tuning {
     }
 
     /// The cache file: `tuning.json` in the per-user cache directory.
+    #[cfg(feature = "native")]
     pub fn default_file() -> Option<PathBuf> {
         crate::model::weights::cache_dir().map(|d| d.join(FILE))
     }
 
     /// The choices saved for `key` in `file`; empty when there is no file, no entry, or the
     /// file cannot be read (a damaged cache is rebuilt by the next `--tune`, never fatal).
+    #[cfg(feature = "native")]
     pub fn load(file: &Path, key: &str) -> Self {
         let mut t = Self::default();
         let Ok(text) = std::fs::read_to_string(file) else {
@@ -115,6 +124,7 @@ impl Tuning {
 
     /// Writes the choices for `key` into `file`, keeping other adapters' entries; written to
     /// a temporary file and renamed ([`crate::fs_atomic`]), so a crash leaves the old cache.
+    #[cfg(feature = "native")]
     pub fn save(&self, file: &Path, key: &str) -> Result<()> {
         let err = |reason: String| Error::WriteFile {
             path: file.to_path_buf(),
@@ -142,6 +152,7 @@ impl Tuning {
 /// pipelines, as drivers compile at the first dispatch), so a slow stretch of a shared or
 /// clocked-down machine hits them all alike, and each keeps its fastest round.
 #[allow(clippy::too_many_arguments)]
+#[cfg(feature = "native")]
 fn time_variants(
     ctx: &GpuContext,
     k: &Kernels,
@@ -200,12 +211,15 @@ fn time_variants(
 }
 
 /// Timed rounds per shape, and dispatches per timed submit.
+#[cfg(feature = "native")]
 const ROUNDS: usize = 5;
+#[cfg(feature = "native")]
 const DISPATCHES: usize = 3;
 
 /// Times every variant of `k`'s family on every conv shape of `graph` (the heads too, where
 /// the family runs them as a conv) and returns the measurements, slowest shapes first.
 /// Stops measuring new shapes once `budget` has passed: those keep the rule table's choice.
+#[cfg(feature = "native")]
 pub(crate) fn measure(
     ctx: &GpuContext,
     k: &Kernels,
@@ -269,6 +283,7 @@ pub(crate) fn measure(
 }
 
 /// `WxHxC-O-kK-sS`: input size and channels, output channels, kernel size, stride.
+#[cfg(feature = "native")]
 fn shape_name(s: &ConvShape) -> String {
     format!(
         "{}x{}x{}-{}-k{}-s{}",
@@ -276,6 +291,7 @@ fn shape_name(s: &ConvShape) -> String {
     )
 }
 
+#[cfg(feature = "native")]
 fn parse_shape(name: &str) -> Option<ConvShape> {
     let mut parts = name.split('-');
     let dims: Vec<u32> = parts

@@ -42,6 +42,7 @@ fn every_shader_parses_and_validates() {
                 e.emit_to_string_with_path(&src, &path.display().to_string())
             )
         });
+        within_webgpu_default_limits(&module, &path);
         count += 1;
     }
     assert!(
@@ -49,4 +50,42 @@ fn every_shader_parses_and_validates() {
         "expected every stage's shader in {}, found {count}",
         dir.display()
     );
+}
+
+/// What every WebGPU implementation must give without asking (the spec's default limits):
+/// browsers often give little more (Chromium on SwiftShader: 10 storage buffers per stage).
+/// Counted per file, over all its entry points, so the count bounds each one's.
+fn within_webgpu_default_limits(module: &naga::Module, path: &std::path::Path) {
+    let storage = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
+        .count();
+    assert!(
+        storage <= 8,
+        "{}: {storage} storage buffers, over WebGPU's default of 8 per stage",
+        path.display()
+    );
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).unwrap();
+    let workgroup_bytes: u32 = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, g)| layouter[g.ty].size)
+        .sum();
+    assert!(
+        workgroup_bytes <= 16384,
+        "{}: {workgroup_bytes} bytes of workgroup memory, over WebGPU's default of 16 KiB",
+        path.display()
+    );
+    for ep in &module.entry_points {
+        let invocations: u32 = ep.workgroup_size.iter().product();
+        assert!(
+            invocations <= 256,
+            "{} {}: {invocations} invocations per workgroup, over WebGPU's default of 256",
+            path.display(),
+            ep.name
+        );
+    }
 }

@@ -42,6 +42,40 @@ fn rgba_and_bgra_textures_give_the_faces_of_the_decoded_image() {
     assert_eq!(got, detector().detect_with(&img, &half).unwrap());
 }
 
+/// The async entry points (the only ones in a browser) give the blocking ones' faces; natively
+/// they wait for the GPU inside, so any executor drives them.
+#[test]
+fn async_entry_points_give_the_same_faces() {
+    let opts = DetectOptions {
+        threshold: 0.5,
+        resize: Resize::MaxSide(512),
+        ..Default::default()
+    };
+    let img = retinaface::image_io::load_path(&testdata().join("images/worlds_largest_selfie.jpg"))
+        .unwrap();
+    let d = detector();
+    let expected = d.detect_with(&img, &opts).unwrap();
+    assert!(!expected.is_empty());
+    assert_eq!(
+        pollster::block_on(d.detect_with_async(&img, &opts)).unwrap(),
+        expected
+    );
+    let tex = texture(&img, wgpu::TextureFormat::Rgba8Unorm);
+    assert_eq!(
+        pollster::block_on(d.detect_texture_async(&tex, &opts)).unwrap(),
+        expected
+    );
+    let (faces, profile) =
+        pollster::block_on(d.detect_texture_profiled_async(&tex, &opts)).unwrap();
+    assert_eq!(faces, expected);
+    let timestamps = d
+        .context()
+        .device
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY);
+    assert_eq!(!profile.steps.is_empty(), timestamps);
+}
+
 #[test]
 fn unsupported_texture_format_is_an_error() {
     let ctx = detector().context();

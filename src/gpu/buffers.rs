@@ -32,6 +32,7 @@ pub(crate) fn storage_buffer(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu:
 }
 
 /// Copies `bytes` bytes from the start of `buffer` back to the CPU and waits for them.
+#[cfg(feature = "native")]
 pub(crate) fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
     let size = bytes.next_multiple_of(4).max(4);
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -47,21 +48,31 @@ pub(crate) fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer, bytes: u64) -
 }
 
 /// Maps an already filled MAP_READ buffer and copies its first `bytes` bytes out.
+#[cfg(feature = "native")]
 pub(crate) fn map_and_copy(
     ctx: &GpuContext,
     staging: &wgpu::Buffer,
     bytes: usize,
 ) -> Result<Vec<u8>> {
+    pollster::block_on(map_and_copy_async(ctx, staging, bytes))
+}
+
+/// [`map_and_copy`] for async callers: natively the wait inside completes the mapping; in a
+/// browser the mapping completes while this awaits it.
+pub(crate) async fn map_and_copy_async(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    bytes: usize,
+) -> Result<Vec<u8>> {
     let slice = staging.slice(..);
-    let (tx, rx) = std::sync::mpsc::channel();
-    slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
+    let (done, mapped) = super::callback();
+    slice.map_async(wgpu::MapMode::Read, done);
     ctx.wait("readback")?;
     // A lost device may never call the mapping back: do not wait for it then.
     ctx.check_alive()?;
-    rx.recv()
-        .map_err(|e| ctx.fault("readback", e))?
+    mapped
+        .await
+        .ok_or_else(|| ctx.fault("readback", "the mapping callback was dropped"))?
         .map_err(|e| ctx.fault("readback", e))?;
     let data = {
         let view = slice
@@ -90,6 +101,7 @@ pub fn upload_f32(ctx: &GpuContext, label: &str, data: &[f32]) -> wgpu::Buffer {
 }
 
 /// Reads `len` floats back from `buffer`; blocking, never used on the detection path.
+#[cfg(feature = "native")]
 pub fn download_f32(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
     let bytes = read_buffer(ctx, buffer, (len * 4) as u64)?;
     Ok(bytemuck::cast_slice(&bytes).to_vec())

@@ -1,12 +1,18 @@
 //! Device acquisition: our own instance/adapter/device, or the caller's device and queue.
 
 mod buffers;
+mod callback;
 pub(crate) mod profiler;
 
-#[cfg(test)]
+#[cfg(feature = "native")]
+pub use buffers::download_f32;
+#[cfg(feature = "native")]
+pub(crate) use buffers::map_and_copy;
+#[cfg(all(test, feature = "native"))]
 pub(crate) use buffers::read_buffer;
-pub use buffers::{download_f32, upload_f32};
-pub(crate) use buffers::{map_and_copy, storage_buffer, uniform_buffer};
+pub use buffers::upload_f32;
+pub(crate) use buffers::{map_and_copy_async, storage_buffer, uniform_buffer};
+pub(crate) use callback::{callback, Callback};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,10 +71,13 @@ impl GpuContext {
     /// Opens the default adapter, honouring `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and
     /// `WGPU_POWER_PREF`, and asks for the adapter's own limits: the defaults (128 MiB per
     /// binding, 8 storage buffers per stage) are smaller than what most adapters give.
+    #[cfg(feature = "native")]
     pub fn new() -> Result<Self> {
         pollster::block_on(Self::new_async())
     }
 
+    /// [`GpuContext::new`] without blocking: in a browser (WebGPU) the adapter and device
+    /// arrive through promises, so this is the way to open one there.
     pub async fn new_async() -> Result<Self> {
         let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         let backends = format!("{:?}", desc.backends);
@@ -156,7 +165,9 @@ impl GpuContext {
         l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
-    /// Blocks until all submitted work is done, turning a lost device into an error.
+    /// Blocks until all submitted work is done, turning a lost device into an error. In a
+    /// browser the device is polled by the page's event loop and this returns at once: the
+    /// async readbacks then await their mapping callbacks instead.
     pub(crate) fn wait(&self, stage: &str) -> Result<()> {
         self.wait_for(None, stage)
     }
@@ -252,7 +263,9 @@ impl GpuContext {
         });
         let refused = refused.load(Ordering::Acquire);
         drop(probe);
-        drop(pollster::block_on(scope.pop()));
+        // The pop takes effect at once; the error it would report is not wanted, so there is
+        // nothing to wait for (and in a browser nothing may wait).
+        drop(scope.pop());
         refused
     }
 
@@ -266,21 +279,35 @@ impl GpuContext {
     /// wgpu itself panic: `create_buffer_init` unwraps a mapping that a lost device refuses.
     /// Such a panic becomes [`Error::DeviceLost`]; with the device alive, a panic is a bug and
     /// goes on unwinding.
+    #[cfg(feature = "native")]
     pub(crate) fn scoped<T>(
         &self,
         what: &str,
         bytes: Option<u64>,
         f: impl FnOnce() -> T,
     ) -> Result<T> {
+        pollster::block_on(self.scoped_async(what, bytes, async move || f()))
+    }
+
+    /// [`GpuContext::scoped`] for async work, whose awaits the scopes cover too. In a browser
+    /// the scopes are one stack per device, so work sharing the device must not interleave
+    /// with it (the web crate runs one detection at a time); there a panic aborts instead of
+    /// unwinding, so only the error scopes apply.
+    pub(crate) async fn scoped_async<T>(
+        &self,
+        what: &str,
+        bytes: Option<u64>,
+        f: impl AsyncFnOnce() -> T,
+    ) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let out = CatchUnwind(Box::pin(f())).await;
         // Popped innermost first, as wgpu requires.
         let errors = [
-            pollster::block_on(validation.pop()),
-            pollster::block_on(internal.pop()),
-            pollster::block_on(oom.pop()),
+            validation.pop().await,
+            internal.pop().await,
+            oom.pop().await,
         ];
         let out = match out {
             Ok(out) => out,
@@ -310,6 +337,26 @@ impl GpuContext {
                 stage: what.to_string(),
                 reason: e.to_string(),
             },
+        }
+    }
+}
+
+/// A future whose panics come out as `Err`, as `std::panic::catch_unwind` does for a
+/// closure: each poll runs inside `catch_unwind`.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
         }
     }
 }

@@ -68,12 +68,12 @@ impl Timestamps {
 
     /// Reads the durations (ns) of the first `passes` passes. Call after the submit that
     /// resolved them; the copy goes in an encoder of its own (wgpu #6406).
-    pub fn read(&self, ctx: &GpuContext, passes: u32) -> Result<Vec<f64>> {
+    pub async fn read(&self, ctx: &GpuContext, passes: u32) -> Result<Vec<f64>> {
         let bytes = passes as u64 * 16;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.staging, 0, bytes);
         ctx.queue.submit([encoder.finish()]);
-        let raw = super::map_and_copy(ctx, &self.staging, bytes as usize)?;
+        let raw = super::map_and_copy_async(ctx, &self.staging, bytes as usize).await?;
         // A Vec<u8> need not be 8-byte aligned: decode rather than cast.
         let ticks: Vec<u64> = raw
             .chunks_exact(8)

@@ -12,6 +12,7 @@
 //! order of names: name length, name (UTF-8), dtype length, dtype (safetensors' spelling,
 //! e.g. `F32`), rank, each dimension, data length in bytes, data (little-endian, row-major).
 
+#[cfg(feature = "native")]
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -104,6 +105,7 @@ pub fn of_bytes(bytes: &[u8]) -> Result<String> {
 }
 
 /// The content hash of the weights file at `path`.
+#[cfg(feature = "native")]
 pub fn of_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::WeightsFile {
         path: path.to_path_buf(),

@@ -8,7 +8,7 @@ use super::postprocess::{PostKernels, PostPlan, RawFace};
 use super::weights::Packed;
 use crate::error::{Error, Result};
 use crate::gpu::profiler::Timestamps;
-use crate::gpu::{storage_buffer, GpuContext, KernelPath};
+use crate::gpu::{callback, storage_buffer, Callback, GpuContext, KernelPath};
 use crate::ops::band::BindLimits;
 use crate::ops::conv::ConvShape;
 use crate::ops::heads::ROW;
@@ -591,7 +591,7 @@ pub(crate) enum Input<'a> {
 /// A submitted run whose faces have not been read yet.
 struct Pending {
     index: wgpu::SubmissionIndex,
-    mapped: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+    mapped: Callback<Result<(), wgpu::BufferAsyncError>>,
     timed_steps: Option<u32>,
 }
 
@@ -737,21 +737,29 @@ impl Plan {
             self.post.faces_bytes(),
         );
         let index = ctx.queue.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.staging
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+        let (done, mapped) = callback();
+        self.staging.slice(..).map_async(wgpu::MapMode::Read, done);
         self.pending = Some(Pending {
             index,
-            mapped: rx,
+            mapped,
             timed_steps,
         });
     }
 
     /// Waits for the last [`Plan::submit`] and reads its faces (and timings, if it was timed).
+    #[cfg(feature = "native")]
     pub fn collect(
+        &mut self,
+        ctx: &GpuContext,
+        timestamps: Option<&Timestamps>,
+    ) -> Result<(Vec<RawFace>, Vec<f64>)> {
+        pollster::block_on(self.collect_async(ctx, timestamps))
+    }
+
+    /// [`Plan::collect`] for async callers. Natively the poll below runs the mapping callback
+    /// before the await; in a browser the poll returns at once and the await yields to the
+    /// event loop until the mapping is done.
+    pub async fn collect_async(
         &mut self,
         ctx: &GpuContext,
         timestamps: Option<&Timestamps>,
@@ -768,8 +776,8 @@ impl Plan {
         // the mapping too, whose callback a lost device may never call.
         ctx.check_alive()?;
         p.mapped
-            .recv()
-            .map_err(|e| gpu_err(e.to_string()))?
+            .await
+            .ok_or_else(|| gpu_err("the mapping callback was dropped".into()))?
             .map_err(|e| gpu_err(e.to_string()))?;
         let bytes = {
             let view = self
@@ -781,7 +789,7 @@ impl Plan {
         };
         self.staging.unmap();
         let times = match (timestamps, p.timed_steps) {
-            (Some(ts), Some(n)) => ts.read(ctx, n)?,
+            (Some(ts), Some(n)) => ts.read(ctx, n).await?,
             _ => Vec::new(),
         };
         Ok((PostPlan::parse_faces(&bytes), times))

@@ -992,6 +992,7 @@ pub fn convert(bytes: &[u8], source: Option<&str>) -> Result<Converted> {
 
 /// [`convert`] from file to file; the output is replaced atomically (temporary file and
 /// rename), so a failed conversion leaves no partial file.
+#[cfg(feature = "native")]
 pub fn convert_file(input: &std::path::Path, output: &std::path::Path) -> Result<Converted> {
     let bytes = std::fs::read(input).map_err(|e| Error::WeightsFile {
         path: input.to_path_buf(),

@@ -252,6 +252,8 @@ pub(crate) struct Source<'a> {
 
 impl<'a> Source<'a> {
     /// A buffer of its own: the zero pixel right after the image.
+    // Only the tuner (native: it times dispatches on the wall clock) and tests build one.
+    #[cfg(any(test, feature = "native"))]
     pub fn after_image(buffer: &'a wgpu::Buffer, w: u32, h: u32, channels: u32) -> Self {
         Self {
             buffer,

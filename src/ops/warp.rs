@@ -1,10 +1,12 @@
 //! Host side of `shaders/warp.wgsl`: affine crops of one RGBA8 image, every crop in one
 //! dispatch, sampled bilinearly with clamp-to-edge (see the shader for the conventions).
 
-use std::sync::Arc;
-
-use super::{div_ceil, Kernel, Slot, Step, Workgroups};
-use crate::gpu::{uniform_buffer, GpuContext};
+#[cfg(feature = "native")]
+use {
+    super::{div_ceil, Kernel, Slot, Step, Workgroups},
+    crate::gpu::{uniform_buffer, GpuContext},
+    std::sync::Arc,
+};
 
 pub const SOURCE: &str = include_str!("../../shaders/warp.wgsl");
 
@@ -80,6 +82,8 @@ struct GpuCrop {
     samples: u32,
 }
 
+// Crops are read back with a blocking wait: built only where that is possible.
+#[cfg(feature = "native")]
 pub(crate) fn kernel(ctx: &GpuContext) -> Arc<Kernel> {
     Kernel::new(
         ctx,
@@ -106,6 +110,7 @@ pub fn offsets(crops: &[CropSpec], format: OutFormat) -> (Vec<u64>, u64) {
 
 /// One dispatch producing every crop of `crops` from the `src_w x src_h` packed RGBA8 image in
 /// `src` into `dst` (laid out as [`offsets`] says).
+#[cfg(feature = "native")]
 pub(crate) fn step(
     ctx: &GpuContext,
     kernel: &Arc<Kernel>,
