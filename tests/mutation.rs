@@ -594,7 +594,7 @@ fn pickle_fields(b: &[u8], mut at: usize, fields: &mut Vec<Field>, cuts: &mut Ve
 }
 
 fn pth_seeds() -> Vec<Seed> {
-    let legacy = seed_file("pth", "legacy.pth");
+    let legacy = seed_file("pth", "legacy.pth.seed");
     let mut fields = Vec::new();
     let mut cuts = Vec::new();
     let mut at = 0;
@@ -606,17 +606,17 @@ fn pth_seeds() -> Vec<Seed> {
     cuts.push(at);
     cuts.push(at + 8);
     let legacy = Seed {
-        name: "legacy.pth",
+        name: "legacy.pth.seed",
         bytes: legacy,
         fields,
         cuts,
     };
-    let zip = seed_file("pth", "zip.pth");
+    let zip = seed_file("pth", "zip.pth.seed");
     let (fields, cuts) = zip_fields(&zip);
     vec![
         legacy,
         Seed {
-            name: "zip.pth",
+            name: "zip.pth.seed",
             bytes: zip,
             fields,
             cuts,
@@ -675,10 +675,10 @@ fn zip_fields(b: &[u8]) -> (Vec<Field>, Vec<usize>) {
 /// The safetensors header length; the JSON's shapes and offsets are mutated as JSON by
 /// [`safetensors_json_mutant`].
 fn safetensors_seeds() -> Vec<Seed> {
-    let bytes = seed_file("safetensors", "seed.safetensors");
+    let bytes = seed_file("safetensors", "seed.safetensors.seed");
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     vec![Seed {
-        name: "seed.safetensors",
+        name: "seed.safetensors.seed",
         fields: vec![Field::le(0, 8)],
         cuts: vec![8, 8 + n, bytes.len() - 4],
         bytes,
@@ -818,7 +818,7 @@ fn h5_fields(b: &[u8]) -> (Vec<Field>, Vec<usize>) {
 }
 
 fn h5_seeds() -> Vec<Seed> {
-    ["vlen_strings.h5", "fixed_strings.h5"]
+    ["vlen_strings.h5.seed", "fixed_strings.h5.seed"]
         .into_iter()
         .map(|name| {
             let bytes = seed_file("h5", name);

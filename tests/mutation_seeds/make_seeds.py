@@ -56,7 +56,7 @@ def safetensors():
         data += raw
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * (-len(h) % 8)
-    with open(out("safetensors", "seed.safetensors"), "wb") as f:
+    with open(out("safetensors", "seed.safetensors.seed"), "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h + data)
 
 
@@ -130,7 +130,7 @@ def pth():
     legacy += dumps(sd) + dumps([s.key for s in storages])
     for s in storages:
         legacy += struct.pack("<q", len(s.data) // 4) + s.data
-    with open(out("pth", "legacy.pth"), "wb") as f:
+    with open(out("pth", "legacy.pth.seed"), "wb") as f:
         f.write(legacy)
     z = io.BytesIO()
     entries = [("archive/data.pkl", dumps(sd)), ("archive/byteorder", b"little")]
@@ -140,7 +140,7 @@ def pth():
         for name, data in entries:
             # A fixed date keeps the file reproducible.
             a.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
-    with open(out("pth", "zip.pth"), "wb") as f:
+    with open(out("pth", "zip.pth.seed"), "wb") as f:
         f.write(z.getvalue())
 
 
@@ -185,8 +185,8 @@ if __name__ == "__main__":
                               "small_group.jpg")
     safetensors()
     pth()
-    h5("vlen_strings.h5", fixed_length=False)
-    h5("fixed_strings.h5", fixed_length=True)
+    h5("vlen_strings.h5.seed", fixed_length=False)
+    h5("fixed_strings.h5.seed", fixed_length=True)
     images(sys.argv[1] if len(sys.argv) > 1 else here_photo)
     for d in ("safetensors", "pth", "h5", "image"):
         for n in sorted(os.listdir(os.path.join(HERE, d))):
