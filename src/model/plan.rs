@@ -271,10 +271,11 @@ pub(crate) fn too_large(
 }
 
 /// The steps of one op: one dispatch over whole buffers where they all fit a binding, else
-/// bands (see [`crate::ops::band`]); an error when not even one row of it fits.
+/// bands (see [`crate::ops::band`]); an error naming `tensor` when not even one row of a
+/// `size` network input's op fits.
 fn op_steps(
-    graph: &Graph,
-    op: &Op,
+    size: (u32, u32),
+    tensor: impl FnOnce() -> String,
     buffers: &[&wgpu::Buffer],
     limits: &BindLimits,
     whole: impl FnOnce() -> Step,
@@ -283,17 +284,14 @@ fn op_steps(
     if buffers.iter().all(|b| limits.binds_whole(b)) {
         return Ok(vec![whole()]);
     }
-    banded().ok_or_else(|| {
-        let t = op.tensors().last().map(|&t| graph.tensors[t].name.clone());
-        Error::ImageTooLarge {
-            width: graph.tensors[0].w,
-            height: graph.tensors[0].h,
-            tensor: t.unwrap_or_default(),
-            bytes: buffers.iter().map(|b| b.size()).max().unwrap_or(0),
-            limit: limits.max_binding,
-            which: "per storage binding, even for one row".into(),
-            suggested_max_side: graph.tensors[0].w.max(graph.tensors[0].h) / 2,
-        }
+    banded().ok_or_else(|| Error::ImageTooLarge {
+        width: size.0,
+        height: size.1,
+        tensor: tensor(),
+        bytes: buffers.iter().map(|b| b.size()).max().unwrap_or(0),
+        limit: limits.max_binding,
+        which: "per storage binding, even for one row".into(),
+        suggested_max_side: size.0.max(size.1) / 2,
     })
 }
 
@@ -330,6 +328,11 @@ impl NetPlan {
             "raw head outputs",
             graph.anchors as u64 * (ROW * 4) as u64,
         );
+        // The tensor an error about an op names: the one it writes.
+        let tensor_name = |op: &Op| {
+            let t = op.tensors().last().copied();
+            t.map(|t| graph.tensors[t].name.clone()).unwrap_or_default()
+        };
         // A convolution (a layer, or the heads on the subgroup path) from tensor `src`.
         #[allow(clippy::too_many_arguments)]
         let conv_steps = |op: &Op,
@@ -341,8 +344,8 @@ impl NetPlan {
                           target: conv::Target<'_>| {
             let variant = tuning.variant(k.conv.path, &shape);
             op_steps(
-                &graph,
-                op,
+                (net_w, net_h),
+                || tensor_name(op),
                 &[&buffers[src], target.buffer],
                 limits,
                 || {
@@ -387,8 +390,8 @@ impl NetPlan {
                 } => {
                     let at = packed.at[&layer.name];
                     op_steps(
-                        &graph,
-                        op,
+                        (net_w, net_h),
+                        || tensor_name(op),
                         &[&buffers[*src], &buffers[*dst]],
                         limits,
                         || {
@@ -429,8 +432,8 @@ impl NetPlan {
                     let label = "fpn.upsample_add";
                     let kernel = &k.upsample_add;
                     op_steps(
-                        &graph,
-                        op,
+                        (net_w, net_h),
+                        || tensor_name(op),
                         &[c, f],
                         limits,
                         || upsample_add::step(ctx, kernel, label, *shape, c, f),
@@ -464,8 +467,8 @@ impl NetPlan {
                     let c = graph.tensors[*src].c;
                     let (at, input) = (packed.heads[*level], &buffers[*src]);
                     op_steps(
-                        &graph,
-                        op,
+                        (net_w, net_h),
+                        || tensor_name(op),
                         &[input, &raw],
                         limits,
                         || {
@@ -503,8 +506,8 @@ impl NetPlan {
                     let label = &graph.tensors[*dst].name;
                     let (a, b) = (&buffers[*src], &buffers[*dst]);
                     op_steps(
-                        &graph,
-                        op,
+                        (net_w, net_h),
+                        || tensor_name(op),
                         &[a, b],
                         limits,
                         || maxpool::step(ctx, &k.maxpool, label, *shape, a, b),
@@ -518,8 +521,8 @@ impl NetPlan {
                     let (a, b) = (&buffers[*identity], &buffers[*x]);
                     let kernel = &k.add_relu;
                     op_steps(
-                        &graph,
-                        op,
+                        (net_w, net_h),
+                        || tensor_name(op),
                         &[a, b],
                         limits,
                         || add_relu::step(ctx, kernel, &label, n, *relu, a, b),
@@ -532,8 +535,8 @@ impl NetPlan {
                     let (a, b) = (&buffers[*src], &buffers[*dst]);
                     let (name, px, relu) = (&layer.name, t.w * t.h, layer.relu);
                     op_steps(
-                        &graph,
-                        op,
+                        (net_w, net_h),
+                        || tensor_name(op),
                         &[a, b],
                         limits,
                         || affine::step(ctx, &k.affine, name, px, t.c, relu, a, weights, at, b),
@@ -622,21 +625,14 @@ impl Plan {
         )?;
         let pixels = storage_buffer(ctx, "source pixels", r.src_w as u64 * r.src_h as u64 * 4);
         let input = &net.buffers[0];
-        let preprocess = if limits.binds_whole(&pixels) && limits.binds_whole(input) {
-            vec![preprocess::step(ctx, &k.preprocess, r, &pixels, input)]
-        } else {
-            preprocess::banded_steps(ctx, &k.preprocess, limits, r, &pixels, input).ok_or_else(
-                || Error::ImageTooLarge {
-                    width: r.dst_w,
-                    height: r.dst_h,
-                    tensor: "source pixels".into(),
-                    bytes: pixels.size(),
-                    limit: limits.max_binding,
-                    which: "per storage binding, even for one row".into(),
-                    suggested_max_side: r.dst_w.max(r.dst_h) / 2,
-                },
-            )?
-        };
+        let preprocess = op_steps(
+            (r.dst_w, r.dst_h),
+            || "source pixels".into(),
+            &[&pixels, input],
+            limits,
+            || preprocess::step(ctx, &k.preprocess, r, &pixels, input),
+            || preprocess::banded_steps(ctx, &k.preprocess, limits, r, &pixels, input),
+        )?;
         let post = PostPlan::new(
             ctx,
             &k.post,

@@ -366,17 +366,37 @@ impl Layer<'_> {
     }
 }
 
-fn check(kernels: &ConvKernels, shape: &ConvShape, variant: Variant) {
-    debug_assert!(
-        shape.in_c.is_multiple_of(4),
-        "conv input channels must be padded to a multiple of 4"
-    );
-    assert_eq!(
-        variant.path(),
-        kernels.path,
-        "conv variant {variant:?} is not of the compiled family"
-    );
-    assert!(variant.runs(shape), "{variant:?} cannot run {shape:?}");
+impl<'a> Layer<'a> {
+    /// A layer of `kernels`' family writing into `dst`'s channel slice; panics on a variant
+    /// of another family or one that cannot run the shape (the plan picks only runnable ones).
+    fn new(
+        kernels: &'a ConvKernels,
+        shape: ConvShape,
+        variant: Variant,
+        act: Activation,
+        at: PackedAt,
+        dst: &Target<'_>,
+    ) -> Self {
+        debug_assert!(
+            shape.in_c.is_multiple_of(4),
+            "conv input channels must be padded to a multiple of 4"
+        );
+        assert_eq!(
+            variant.path(),
+            kernels.path,
+            "conv variant {variant:?} is not of the compiled family"
+        );
+        assert!(variant.runs(&shape), "{variant:?} cannot run {shape:?}");
+        Self {
+            kernels,
+            shape,
+            variant,
+            act,
+            at,
+            dst_channels: dst.channels,
+            dst_offset: dst.offset,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -392,16 +412,7 @@ pub(crate) fn step(
     at: PackedAt,
     dst: Target<'_>,
 ) -> Step {
-    check(kernels, &shape, variant);
-    let layer = Layer {
-        kernels,
-        shape,
-        variant,
-        act,
-        at,
-        dst_channels: dst.channels,
-        dst_offset: dst.offset,
-    };
+    let layer = Layer::new(kernels, shape, variant, act, at, &dst);
     let whole = Rows {
         y0: 0,
         y1: shape.out_h(),
@@ -436,16 +447,7 @@ pub(crate) fn banded_steps(
     at: PackedAt,
     dst: Target<'_>,
 ) -> Option<Vec<Step>> {
-    check(kernels, &shape, variant);
-    let layer = Layer {
-        kernels,
-        shape,
-        variant,
-        act,
-        at,
-        dst_channels: dst.channels,
-        dst_offset: dst.offset,
-    };
+    let layer = Layer::new(kernels, shape, variant, act, at, &dst);
     super::band::steps(
         ctx,
         layer.kernel(),
