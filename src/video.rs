@@ -200,12 +200,7 @@ impl VideoReader {
     /// ffmpeg has no more frames: its verdict, from its status and log.
     fn finish(&mut self) -> Option<Result<VideoFrame>> {
         self.done = true;
-        let status = self.child.wait();
-        let errors = self
-            .log
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let (status, errors) = wait_for(&mut self.child, &mut self.log);
         let reason = match status {
             Err(e) => Some(format!("cannot wait for ffmpeg: {e}")),
             Ok(_) if !errors.is_empty() => Some(format!("ffmpeg: {}", errors.join("; "))),
@@ -281,6 +276,16 @@ impl Drop for VideoReader {
 }
 
 /// Starts `cmd`; a missing program is the user's setup to fix, not a video's fault.
+/// ffmpeg's exit status once it has ended, and the error lines its log thread collected.
+fn wait_for(
+    child: &mut Child,
+    log: &mut Option<JoinHandle<Vec<String>>>,
+) -> (std::io::Result<std::process::ExitStatus>, Vec<String>) {
+    let status = child.wait();
+    let errors = log.take().and_then(|h| h.join().ok()).unwrap_or_default();
+    (status, errors)
+}
+
 fn spawn(mut cmd: Command, program: &str) -> Result<Child> {
     cmd.spawn().map_err(|e| match e.kind() {
         ErrorKind::NotFound => Error::ToolNotFound {
@@ -471,12 +476,7 @@ impl VideoWriter {
             // ffmpeg has gone: its own log says why.
             Err(e) => {
                 self.stdin = None;
-                let _ = self.child.wait();
-                let errors = self
-                    .log
-                    .take()
-                    .and_then(|h| h.join().ok())
-                    .unwrap_or_default();
+                let (_, errors) = wait_for(&mut self.child, &mut self.log);
                 Err(self.write_error(if errors.is_empty() {
                     format!("ffmpeg stopped taking frames ({e})")
                 } else {
@@ -490,12 +490,7 @@ impl VideoWriter {
     pub fn finish(mut self) -> Result<u64> {
         // Closing the pipe is ffmpeg's end of input.
         self.stdin = None;
-        let status = self.child.wait();
-        let errors = self
-            .log
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let (status, errors) = wait_for(&mut self.child, &mut self.log);
         match status {
             Ok(s) if s.success() && errors.is_empty() => Ok(self.written),
             Ok(s) => Err(self.write_error(if errors.is_empty() {
